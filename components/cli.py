@@ -1,0 +1,162 @@
+"""Offline commands: no Pulumi CLI, no credentials, no network.
+
+    python -m components render      --stack homelab --out DIR
+    python -m components validate    --stack homelab
+    python -m components fingerprint --stack homelab [--explain]
+    python -m components lock        --stack homelab (--check | --update)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from components.config import ConfigError, StackConfig
+from components.kickstart import BUILD_KEY_PLACEHOLDER, KickstartInvalid
+from components.packer_template import (
+    KICKSTART_FILE,
+    SCRIPTS_DIR,
+    TEMPLATE_FILE,
+    PackerTemplateInvalid,
+    validate_packer_template,
+)
+from components.plan import ImagePlan, plan_stack
+from components.stackfile import load_stack_file, stack_file_path
+from components.versioning import check_version, content_fingerprint, lock_path, read_lock, updated_lock, write_lock
+
+EXIT_INVALID = 2
+
+
+class CommandFailed(Exception):
+    """A problem the user must fix; the message says which and how."""
+
+
+def _stack_file(args: argparse.Namespace) -> Path:
+    return Path(args.stack_file) if args.stack_file else stack_file_path(args.stack)
+
+
+def _plans(config: StackConfig) -> list[ImagePlan]:
+    plans = plan_stack(config, datetime.now(timezone.utc))
+    for plan in plans:
+        try:
+            validate_packer_template(plan.packer_template, plan.kickstart)
+        except PackerTemplateInvalid as error:
+            raise CommandFailed(f"image {plan.name}: Packer template: {error}") from None
+    return plans
+
+
+def _load(args: argparse.Namespace) -> tuple[Path, StackConfig, list[ImagePlan]]:
+    path = _stack_file(args)
+    config = load_stack_file(path)
+    return path, config, _plans(config)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    _, _, plans = _load(args)
+    out = Path(args.out)
+    for plan in plans:
+        directory = out / plan.name
+        (directory / SCRIPTS_DIR).mkdir(parents=True, exist_ok=True)
+        (directory / KICKSTART_FILE).write_text(plan.kickstart, encoding="utf-8")
+        (directory / TEMPLATE_FILE).write_text(json.dumps(plan.packer_template, indent=2) + "\n", encoding="utf-8")
+        for name, text in plan.scripts.items():
+            (directory / SCRIPTS_DIR / name).write_text(text, encoding="utf-8")
+        print(f"{plan.name}: wrote {directory}/{KICKSTART_FILE}, {TEMPLATE_FILE}, {SCRIPTS_DIR}/")
+    print(f"note: {KICKSTART_FILE} carries {BUILD_KEY_PLACEHOLDER}; the build command puts a per-build key there")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    path, config, plans = _load(args)
+    for plan in plans:
+        print(f"{plan.name} v{plan.image.version}: kickstart and Packer template valid")
+    findings = _lock_findings(path, plans)
+    for finding in findings:
+        print(f"warning: {finding}", file=sys.stderr)
+    if findings and config.build.strict_versioning:
+        raise CommandFailed("strictVersioning is on and the lock file disagrees (see above)")
+    return 0
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    _, _, plans = _load(args)
+    result: dict[str, dict[str, object]] = {}
+    for plan in plans:
+        entry: dict[str, object] = {"version": plan.image.version, "fingerprint": plan.fingerprint}
+        if args.explain:
+            entry["parts"] = plan.fingerprint_parts
+        result[plan.name] = entry
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+def _lock_findings(stack_file: Path, plans: Sequence[ImagePlan]) -> list[str]:
+    lock = read_lock(lock_path(stack_file))
+    findings = []
+    for plan in plans:
+        finding = check_version(lock, plan.name, plan.image.version, content_fingerprint(plan.fingerprint_parts))
+        if finding is not None:
+            findings.append(str(finding))
+    return findings
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    path, _, plans = _load(args)
+    lock_file = lock_path(path)
+    if args.update:
+        current = {plan.name: (plan.image.version, content_fingerprint(plan.fingerprint_parts)) for plan in plans}
+        try:
+            write_lock(lock_file, updated_lock(read_lock(lock_file), current))
+        except ValueError as error:
+            raise CommandFailed(str(error)) from None
+        print(f"updated {lock_file.name}")
+        return 0
+    findings = _lock_findings(path, plans)
+    if findings:
+        raise CommandFailed("\n".join(findings))
+    print(f"{lock_file.name}: every image's version matches its content")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m components", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        where = sub.add_mutually_exclusive_group(required=True)
+        where.add_argument("--stack", help="stack name: reads Pulumi.<stack>.yaml of this project")
+        where.add_argument("--stack-file", help="path of any stack file")
+        return sub
+
+    render = command("render", "write ks.cfg, the Packer template and scripts per image")
+    render.add_argument("--out", required=True, help="output directory")
+    render.set_defaults(run=cmd_render)
+    command("validate", "validate the config and every generated artifact").set_defaults(run=cmd_validate)
+    fingerprint = command("fingerprint", "print each image's version and fingerprint as JSON")
+    fingerprint.add_argument("--explain", action="store_true", help="include the fingerprint's parts")
+    fingerprint.set_defaults(run=cmd_fingerprint)
+    lock = command("lock", "check or update the version lock file")
+    mode = lock.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--check", action="store_true", help="fail if an image changed without a version bump")
+    mode.add_argument("--update", action="store_true", help="record the current versions and fingerprints")
+    lock.set_defaults(run=cmd_lock)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    except (KickstartInvalid, CommandFailed) as error:
+        for line in str(error).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 1

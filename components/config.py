@@ -1,0 +1,349 @@
+"""The stack configuration, validated once into frozen models.
+
+Both entry points feed this module the same raw mapping of full config keys
+(``proxmoxve:endpoint``, ``homelab-images:images`` ...): the Pulumi program from
+its runtime config, the offline CLI from ``Pulumi.<stack>.yaml``. Every problem is
+reported with the dotted key path a user would edit and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+PROJECT = "homelab-images"
+PROVIDER = "proxmoxve"
+
+# Proxmox accepts VM IDs 100..999999999 (pve-vmid format).
+MIN_VMID = 100
+MAX_VMID = 999_999_999
+
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?$"
+)
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+K3S_RELEASE = re.compile(r"^v1\.\d+\.\d+\+k3s\d+$")
+# Image names end up in VM names (DNS labels) and in Proxmox tags.
+IMAGE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+# Proxmox storage IDs and node names.
+PVE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
+BRIDGE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,14}$")
+RPM_NAME = re.compile(r"^@?\^?[A-Za-z0-9][A-Za-z0-9._+*-]*$")
+PERIOD = re.compile(r"^([1-9]\d{0,3})([dw])$")
+LANG = re.compile(r"^[a-z]{2,3}_[A-Z]{2}\.UTF-8$")
+KEYMAP = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+)?$")
+TIMEZONE = re.compile(r"^(?:UTC|[A-Z][A-Za-z_]+(?:/[A-Za-z0-9_+-]+){1,2})$")
+
+
+def _matching(pattern: re.Pattern[str], expected: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"expected {expected}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _https_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"expected an https:// URL, got {value!r}")
+    return value
+
+
+def _bool_from_cli_string(value: Any) -> Any:
+    # `pulumi config set proxmoxve:insecure true` stores the string "true".
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
+
+
+SemVer = Annotated[str, _matching(SEMVER, "a semantic version such as \"1.4.0\" (quoted)")]
+Sha256 = Annotated[str, _matching(SHA256, "64 lowercase hex characters (a sha256 digest, quoted)")]
+K3sRelease = Annotated[str, _matching(K3S_RELEASE, 'a k3s release tag such as "v1.33.5+k3s1"')]
+ImageName = Annotated[
+    str,
+    _matching(IMAGE_NAME, "lowercase letters, digits and '-', 1-40 characters, no leading/trailing '-'"),
+]
+PveId = Annotated[str, _matching(PVE_ID, "a Proxmox identifier (letters, digits, '.', '_', '-')")]
+BridgeName = Annotated[str, _matching(BRIDGE, "a Linux bridge name such as vmbr0")]
+RpmName = Annotated[str, _matching(RPM_NAME, "an RPM package or @group name")]
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+Period = Annotated[str, _matching(PERIOD, 'a period in days or weeks such as "30d" or "2w"')]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        strict=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+    )
+
+
+class VmIdRange(Model):
+    """VM IDs the build may use; new templates take free IDs from this range."""
+
+    first: int = Field(ge=MIN_VMID, le=MAX_VMID, description="Lowest VM ID to use.")
+    last: int = Field(ge=MIN_VMID, le=MAX_VMID, description="Highest VM ID to use.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> VmIdRange:
+        if self.last < self.first:
+            raise ValueError(f"last ({self.last}) must not be below first ({self.first})")
+        if self.last - self.first + 1 < 2:
+            raise ValueError("the range must hold at least 2 IDs: a rebuild creates the new template before retiring the old")
+        return self
+
+
+class ProxmoxSettings(Model):
+    """Where on the cluster images are built and stored."""
+
+    node: PveId = Field(description="Node that runs the builds and holds the templates.")
+    vm_storage: PveId = Field(description="Storage pool for the template's disks (content type images).")
+    iso_storage: PveId = Field(description="Storage for ISO images (content type iso).")
+    cloud_init_storage: PveId | None = Field(
+        default=None, description="Storage for the cloud-init drive; defaults to vmStorage."
+    )
+    bridge: BridgeName = Field(description="Bridge the build VM's network adapter attaches to.")
+    vm_id_range: VmIdRange = Field(description="Range of VM IDs owned by this program.")
+    ca_bundle: str | None = Field(
+        default=None, description="PEM file of the CA that signed the Proxmox certificate."
+    )
+
+    @property
+    def cloud_init_pool(self) -> str:
+        return self.cloud_init_storage or self.vm_storage
+
+
+class BuildSettings(Model):
+    """How builds run. None of these change the image itself."""
+
+    kickstart_delivery: Literal["http", "cd"] = Field(
+        default="http",
+        description="http: Packer serves ks.cfg; cd: an OEMDRV CD carries it (VM cannot reach Packer).",
+    )
+    timeout_minutes: int = Field(default=90, ge=10, le=1440, description="Whole build, minutes.")
+    ssh_timeout_minutes: int = Field(default=45, ge=5, le=600, description="Wait for SSH after boot, minutes.")
+    task_timeout_minutes: int = Field(default=10, ge=1, le=120, description="One Proxmox task, minutes.")
+    boot_wait_seconds: int = Field(default=10, ge=1, le=300, description="Wait before typing the boot command.")
+    retain_previous: int = Field(default=1, ge=0, le=10, description="Superseded templates kept for rollback.")
+    strict_versioning: bool = Field(
+        default=False, description="Fail preview when an image changed without a version bump."
+    )
+    packer_plugin_version: SemVer = Field(
+        default="1.2.4", description="Version of github.com/hashicorp/proxmox pinned in required_plugins."
+    )
+
+
+class IsoSource(Model):
+    url: HttpsUrl = Field(description="Where Proxmox downloads the installer ISO (https).")
+    sha256: Sha256 = Field(description="Checksum of the ISO, verified by Proxmox on download.")
+
+    @property
+    def file_name(self) -> str:
+        return urlsplit(self.url).path.rsplit("/", 1)[-1]
+
+    @model_validator(mode="after")
+    def _is_iso(self) -> IsoSource:
+        if not self.file_name.endswith(".iso"):
+            raise ValueError(f"url must name an .iso file, got {self.url!r}")
+        return self
+
+
+class K3sSettings(Model):
+    version: K3sRelease = Field(description="k3s release installed in the image.")
+    binary_sha256: Sha256 = Field(description="sha256 of the amd64 k3s binary (sha256sum-amd64.txt).")
+    install_script_sha256: Sha256 = Field(description="sha256 of install.sh at that release tag.")
+    airgap_images_sha256: Sha256 | None = Field(
+        default=None,
+        description="sha256 of k3s-airgap-images-amd64.tar.zst; set to bake the images in.",
+    )
+
+
+class Hardware(Model):
+    firmware: Literal["ovmf", "seabios"] = Field(default="ovmf", description="ovmf = UEFI.")
+    machine: Literal["q35", "pc"] = Field(default="q35", description="QEMU machine type.")
+    cpu_type: Literal["x86-64-v2-AES", "x86-64-v3", "x86-64-v4", "host"] = Field(
+        default="x86-64-v2-AES", description="AlmaLinux 9 needs x86-64-v2 or newer."
+    )
+    cores: int = Field(default=2, ge=1, le=128, description="vCPUs of the build VM and template.")
+    memory_mib: int = Field(default=4096, ge=2048, le=1_048_576, alias="memoryMiB", description="MiB.")
+    disk_gib: int = Field(default=32, ge=10, le=65536, alias="diskGiB", description="System disk, GiB.")
+    disk_bus: Literal["scsi", "virtio", "sata"] = Field(default="scsi", description="Bus of the system disk.")
+
+
+class Partitioning(Model):
+    efi_mib: int = Field(default=600, ge=200, le=4096, alias="efiMiB", description="EFI system partition, MiB.")
+    boot_mib: int = Field(default=1024, ge=512, le=8192, alias="bootMiB", description="/boot, MiB.")
+    root_min_gib: int = Field(
+        default=8, ge=4, le=65536, alias="rootMinGiB", description="Minimum root LV, GiB; it grows to fill."
+    )
+
+
+class Packages(Model):
+    extra: list[RpmName] = Field(default_factory=list, description="Packages added to the base set.")
+    exclude: list[RpmName] = Field(default_factory=list, description="Packages removed from the base set.")
+
+
+class Image(Model):
+    name: ImageName = Field(description="Image name; the template is named <name>-v<version>.")
+    version: SemVer = Field(description="Semantic version; bump it whenever the image changes.")
+    iso: IsoSource
+    k3s: K3sSettings
+    hardware: Hardware = Hardware()
+    partitioning: Partitioning = Partitioning()
+    packages: Packages = Packages()
+    timezone: Annotated[str, _matching(TIMEZONE, 'an Olson time zone such as "UTC"')] = "UTC"
+    lang: Annotated[str, _matching(LANG, 'a UTF-8 locale such as "en_US.UTF-8"')] = "en_US.UTF-8"
+    keyboard: Annotated[str, _matching(KEYMAP, 'a console keymap such as "us"')] = "us"
+    firewall: Literal["enabled", "disabled"] = Field(default="enabled", description="firewalld on or off.")
+    install_mirror: HttpsUrl | None = Field(
+        default=None,
+        description="Install from this AlmaLinux mirror (…/almalinux/9.x) instead of the packages on the ISO.",
+    )
+    rebuild_every: Period | None = Field(default=None, description="Deliberate rebuild period, e.g. 30d.")
+
+    @property
+    def template_name(self) -> str:
+        return f"{self.name}-v{self.version}"
+
+    @model_validator(mode="after")
+    def _disk_fits_partitions(self) -> Image:
+        p = self.partitioning
+        needed_mib = p.efi_mib + p.boot_mib + p.root_min_gib * 1024 + 64  # 64 MiB: GPT + LVM metadata
+        if self.hardware.disk_gib * 1024 < needed_mib:
+            raise ValueError(
+                f"hardware.diskGiB ({self.hardware.disk_gib}) is too small for the partitions "
+                f"(EFI + /boot + rootMinGiB need {-(-needed_mib // 1024)} GiB)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _template_name_fits(self) -> Image:
+        if len(self.template_name) > 63:
+            raise ValueError(f"name + version make a template name longer than 63 characters: {self.template_name}")
+        return self
+
+
+class StackConfig(Model):
+    """The whole stack configuration."""
+
+    endpoint: HttpsUrl = Field(alias=f"{PROVIDER}:endpoint", description="Proxmox API URL.")
+    insecure: Annotated[bool, BeforeValidator(_bool_from_cli_string)] = Field(
+        default=False, alias=f"{PROVIDER}:insecure", description="Skip TLS verification (warns each run)."
+    )
+    api_token_set: bool = Field(default=False, alias=f"{PROVIDER}:apiToken", description="Secret API token.")
+    proxmox: ProxmoxSettings = Field(alias=f"{PROJECT}:proxmox")
+    build: BuildSettings = Field(default=BuildSettings(), alias=f"{PROJECT}:build")
+    images: list[Image] = Field(alias=f"{PROJECT}:images", min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> StackConfig:
+        seen: set[str] = set()
+        for image in self.images:
+            if image.name in seen:
+                raise ValueError(f"image name {image.name!r} is used twice")
+            seen.add(image.name)
+        return self
+
+    @model_validator(mode="after")
+    def _range_holds_retained(self) -> StackConfig:
+        ids = self.proxmox.vm_id_range
+        needed = len(self.images) * (self.build.retain_previous + 2)
+        if ids.last - ids.first + 1 < needed:
+            raise ValueError(
+                f"{PROJECT}:proxmox.vmIdRange holds {ids.last - ids.first + 1} IDs; {len(self.images)} image(s) "
+                f"with retainPrevious={self.build.retain_previous} need at least {needed}"
+            )
+        return self
+
+    def image(self, name: str) -> Image:
+        for image in self.images:
+            if image.name == name:
+                return image
+        raise KeyError(name)
+
+
+class ConfigError(Exception):
+    """The stack configuration is invalid; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+_TYPE_HINTS = {
+    "string_type": "expected a string (quote the value in YAML)",
+    "int_type": "expected a whole number",
+    "bool_type": "expected true or false",
+    "list_type": "expected a list",
+    "tuple_type": "expected a list",
+    "dict_type": "expected a mapping of keys to values",
+    "model_type": "expected a mapping of keys to values",
+    "model_attributes_type": "expected a mapping of keys to values",
+    "missing": "is required but missing",
+    "extra_forbidden": "is not a known setting (check the spelling)",
+}
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not path:
+            path = part
+        else:
+            path += f".{part}"
+    return path
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind in _TYPE_HINTS:
+        message = _TYPE_HINTS[kind]
+        if kind.endswith("_type"):
+            message += f", got {type(error['input']).__name__}"
+        return message
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _owned_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in raw.items() if key.split(":", 1)[0] in (PROJECT, PROVIDER)}
+
+
+def load_config(raw: Mapping[str, Any]) -> StackConfig:
+    """Validate a raw mapping of full config keys; raise ConfigError listing every problem.
+
+    Keys of other namespaces are ignored. ``proxmoxve:apiToken`` only counts as
+    set or not: its value never enters the model.
+    """
+    owned = _owned_keys(raw)
+    token_key = f"{PROVIDER}:apiToken"
+    if token_key in owned:
+        owned[token_key] = owned[token_key] not in (None, "")
+    try:
+        return StackConfig.model_validate(owned)
+    except ValidationError as error:
+        problems = []
+        for detail in error.errors():
+            path = _dotted(detail["loc"])
+            problems.append(f"{path or 'config'}: {_describe(detail)}")
+        raise ConfigError(problems) from None

@@ -1,0 +1,86 @@
+"""Tags that mark a VM as built by this program, and how to read them back.
+
+Proxmox tags allow letters, digits and ``_-+.``; they show in the Proxmox UI and
+in ``/cluster/resources``. The build command acts only on VMs carrying
+``OWNER_TAG`` and the image's tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+OWNER_TAG = "homelab-images"
+IMAGE_PREFIX = "image."
+FINGERPRINT_PREFIX = "fp."
+VERSION_PREFIX = "version."
+# Set while a build is in progress; removed once the template is verified.
+PENDING_TAG = "build-pending"
+# Set on a template that a newer build replaced but that is kept (rollback or in use).
+SUPERSEDED_TAG = "superseded"
+
+FINGERPRINT_TAG_CHARS = 16
+
+
+def image_tag(image_name: str) -> str:
+    return IMAGE_PREFIX + image_name
+
+
+def fingerprint_tag(fingerprint: str) -> str:
+    return FINGERPRINT_PREFIX + fingerprint[:FINGERPRINT_TAG_CHARS]
+
+
+def version_tag(version: str) -> str:
+    return VERSION_PREFIX + version
+
+
+def build_tags(image_name: str, version: str, fingerprint: str) -> list[str]:
+    """Tags a build VM carries from the moment Proxmox creates it."""
+    return [OWNER_TAG, image_tag(image_name), version_tag(version), fingerprint_tag(fingerprint), PENDING_TAG]
+
+
+def parse_tags(raw: str | None) -> list[str]:
+    """Proxmox returns tags as one string separated by ';' (or ',' / spaces in old versions)."""
+    if not raw:
+        return []
+    for separator in (",", " "):
+        raw = raw.replace(separator, ";")
+    return [tag for tag in raw.split(";") if tag]
+
+
+def join_tags(tags: Iterable[str]) -> str:
+    return ";".join(sorted(set(tags)))
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """What a VM's tags say about it."""
+
+    owned: bool
+    image: str | None
+    version: str | None
+    fingerprint_prefix: str | None
+    pending: bool
+    superseded: bool
+
+    @classmethod
+    def of(cls, tags: Iterable[str]) -> Ownership:
+        tag_list = list(tags)
+
+        def value(prefix: str) -> str | None:
+            return next((tag[len(prefix) :] for tag in tag_list if tag.startswith(prefix)), None)
+
+        return cls(
+            owned=OWNER_TAG in tag_list,
+            image=value(IMAGE_PREFIX),
+            version=value(VERSION_PREFIX),
+            fingerprint_prefix=value(FINGERPRINT_PREFIX),
+            pending=PENDING_TAG in tag_list,
+            superseded=SUPERSEDED_TAG in tag_list,
+        )
+
+    def belongs_to(self, image_name: str) -> bool:
+        return self.owned and self.image == image_name
+
+    def matches(self, fingerprint: str) -> bool:
+        return self.fingerprint_prefix == fingerprint[:FINGERPRINT_TAG_CHARS]

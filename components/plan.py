@@ -1,0 +1,97 @@
+"""Everything about one image that can be known without touching Proxmox.
+
+The Pulumi program and the offline CLI both start here, so a preview and
+``python -m components render`` always agree on the artifacts and fingerprint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from components.build_spec import BuildSpec
+from components.config import Image, StackConfig
+from components.fingerprint import combine, fingerprint_parts
+from components.kickstart import KICKSTART_DIR, render_kickstart, validate_kickstart
+from components.packer_template import (
+    PROVISIONING_SCRIPTS,
+    build_affecting_parts,
+    iso_volume,
+    render_packer_template,
+)
+
+SCRIPTS_DIR = KICKSTART_DIR / "scripts"
+
+
+@cache
+def _read_script(directory: Path, name: str) -> str:
+    return (directory / name).read_text(encoding="utf-8")
+
+
+def provisioning_scripts(directory: Path = SCRIPTS_DIR) -> dict[str, str]:
+    return {name: _read_script(directory, name) for name in PROVISIONING_SCRIPTS}
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    image: Image
+    kickstart: str
+    packer_template: dict[str, Any]
+    scripts: dict[str, str]
+    fingerprint_parts: dict[str, str]
+    fingerprint: str
+    build_spec: BuildSpec
+
+    @property
+    def name(self) -> str:
+        return self.image.name
+
+
+def plan_image(config: StackConfig, image: Image, now: datetime) -> ImagePlan:
+    """Render and validate the kickstart and Packer template, and fingerprint the image.
+
+    Raises KickstartInvalid when the rendered kickstart is rejected.
+    """
+    kickstart = render_kickstart(image)
+    validate_kickstart(kickstart)
+    scripts = provisioning_scripts()
+    template = render_packer_template(image, config.proxmox, config.build, kickstart, config.insecure)
+    parts = fingerprint_parts(
+        image,
+        kickstart,
+        build_affecting_parts(image),
+        scripts,
+        config.build.packer_plugin_version,
+        now,
+    )
+    fingerprint = combine(parts)
+    spec = BuildSpec(
+        image=image.name,
+        version=image.version,
+        template_name=image.template_name,
+        fingerprint=fingerprint,
+        fingerprint_parts=parts,
+        node=config.proxmox.node,
+        vm_storage=config.proxmox.vm_storage,
+        iso_storage=config.proxmox.iso_storage,
+        iso_volume=iso_volume(config.proxmox, image),
+        iso_sha256=image.iso.sha256,
+        k3s_version=image.k3s.version,
+        bridge=config.proxmox.bridge,
+        vm_id_range=config.proxmox.vm_id_range,
+        retain_previous=config.build.retain_previous,
+        timeout_minutes=config.build.timeout_minutes,
+        insecure=config.insecure,
+        ca_bundle=config.proxmox.ca_bundle,
+        kickstart_delivery=config.build.kickstart_delivery,
+        packer_template=template,
+        scripts=scripts,
+    )
+    return ImagePlan(image, kickstart, template, scripts, parts, fingerprint, spec)
+
+
+def plan_stack(config: StackConfig, now: datetime) -> list[ImagePlan]:
+    return [plan_image(config, image, now) for image in config.images]

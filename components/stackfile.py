@@ -1,0 +1,42 @@
+"""Read ``Pulumi.<stack>.yaml`` without the Pulumi CLI, for the offline commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.config import ConfigError, StackConfig, load_config
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def stack_file_path(stack: str, project_dir: Path = PROJECT_DIR) -> Path:
+    return project_dir / f"Pulumi.{stack}.yaml"
+
+
+def read_stack_config(path: Path) -> dict[str, Any]:
+    """The raw ``config:`` mapping of a stack file; ConfigError if it cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read the stack file ({error.strerror})"]) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError([f"{path}: not valid YAML{where}"]) from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError([f"{path}: expected a mapping with a 'config:' key"])
+    config = document.get("config", {})
+    if not isinstance(config, dict):
+        raise ConfigError([f"{path}: 'config' must be a mapping of keys to values"])
+    return config
+
+
+def load_stack_file(path: Path) -> StackConfig:
+    return load_config(read_stack_config(path))
