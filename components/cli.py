@@ -1,9 +1,9 @@
 """Offline commands: no Pulumi CLI, no credentials, no network.
 
-    python -m components render      --stack homelab --out DIR
-    python -m components validate    --stack homelab
-    python -m components fingerprint --stack homelab [--explain]
-    python -m components lock        --stack homelab (--check | --update)
+python -m components render      --stack homelab --out DIR
+python -m components validate    --stack homelab
+python -m components fingerprint --stack homelab [--explain]
+python -m components lock        --stack homelab (--check | --update)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from components.config import ConfigError, StackConfig
@@ -26,7 +26,14 @@ from components.packer_template import (
 )
 from components.plan import ImagePlan, plan_stack
 from components.stackfile import load_stack_file, stack_file_path
-from components.versioning import check_version, content_fingerprint, lock_path, read_lock, updated_lock, write_lock
+from components.versioning import (
+    check_version,
+    content_fingerprint,
+    lock_path,
+    read_lock,
+    updated_lock,
+    write_lock,
+)
 
 EXIT_INVALID = 2
 
@@ -40,7 +47,7 @@ def _stack_file(args: argparse.Namespace) -> Path:
 
 
 def _plans(config: StackConfig) -> list[ImagePlan]:
-    plans = plan_stack(config, datetime.now(timezone.utc))
+    plans = plan_stack(config, datetime.now(UTC))
     for plan in plans:
         try:
             validate_packer_template(plan.packer_template, plan.kickstart)
@@ -86,7 +93,10 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     _, _, plans = _load(args)
     result: dict[str, dict[str, object]] = {}
     for plan in plans:
-        entry: dict[str, object] = {"version": plan.image.version, "fingerprint": plan.fingerprint}
+        entry: dict[str, object] = {
+            "version": plan.image.version,
+            "fingerprint": plan.fingerprint,
+        }
         if args.explain:
             entry["parts"] = plan.fingerprint_parts
         result[plan.name] = entry
@@ -98,7 +108,12 @@ def _lock_findings(stack_file: Path, plans: Sequence[ImagePlan]) -> list[str]:
     lock = read_lock(lock_path(stack_file))
     findings = []
     for plan in plans:
-        finding = check_version(lock, plan.name, plan.image.version, content_fingerprint(plan.fingerprint_parts))
+        finding = check_version(
+            lock,
+            plan.name,
+            plan.image.version,
+            content_fingerprint(plan.fingerprint_parts),
+        )
         if finding is not None:
             findings.append(str(finding))
     return findings
@@ -142,8 +157,16 @@ def _parser() -> argparse.ArgumentParser:
     fingerprint.set_defaults(run=cmd_fingerprint)
     lock = command("lock", "check or update the version lock file")
     mode = lock.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--check", action="store_true", help="fail if an image changed without a version bump")
-    mode.add_argument("--update", action="store_true", help="record the current versions and fingerprints")
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="fail if an image changed without a version bump",
+    )
+    mode.add_argument(
+        "--update",
+        action="store_true",
+        help="record the current versions and fingerprints",
+    )
     lock.set_defaults(run=cmd_lock)
     return parser
 

@@ -72,12 +72,15 @@ def _bool_from_cli_string(value: Any) -> Any:
     return value
 
 
-SemVer = Annotated[str, _matching(SEMVER, "a semantic version such as \"1.4.0\" (quoted)")]
+SemVer = Annotated[str, _matching(SEMVER, 'a semantic version such as "1.4.0" (quoted)')]
 Sha256 = Annotated[str, _matching(SHA256, "64 lowercase hex characters (a sha256 digest, quoted)")]
 K3sRelease = Annotated[str, _matching(K3S_RELEASE, 'a k3s release tag such as "v1.33.5+k3s1"')]
 ImageName = Annotated[
     str,
-    _matching(IMAGE_NAME, "lowercase letters, digits and '-', 1-40 characters, no leading/trailing '-'"),
+    _matching(
+        IMAGE_NAME,
+        "lowercase letters, digits and '-', 1-40 characters, no leading/trailing '-'",
+    ),
 ]
 PveId = Annotated[str, _matching(PVE_ID, "a Proxmox identifier (letters, digits, '.', '_', '-')")]
 BridgeName = Annotated[str, _matching(BRIDGE, "a Linux bridge name such as vmbr0")]
@@ -107,7 +110,9 @@ class VmIdRange(Model):
         if self.last < self.first:
             raise ValueError(f"last ({self.last}) must not be below first ({self.first})")
         if self.last - self.first + 1 < 2:
-            raise ValueError("the range must hold at least 2 IDs: a rebuild creates the new template before retiring the old")
+            raise ValueError(
+                "the range must hold at least 2 IDs: a rebuild creates the new template before retiring the old"
+            )
         return self
 
 
@@ -118,12 +123,14 @@ class ProxmoxSettings(Model):
     vm_storage: PveId = Field(description="Storage pool for the template's disks (content type images).")
     iso_storage: PveId = Field(description="Storage for ISO images (content type iso).")
     cloud_init_storage: PveId | None = Field(
-        default=None, description="Storage for the cloud-init drive; defaults to vmStorage."
+        default=None,
+        description="Storage for the cloud-init drive; defaults to vmStorage.",
     )
     bridge: BridgeName = Field(description="Bridge the build VM's network adapter attaches to.")
     vm_id_range: VmIdRange = Field(description="Range of VM IDs owned by this program.")
     ca_bundle: str | None = Field(
-        default=None, description="PEM file of the CA that signed the Proxmox certificate."
+        default=None,
+        description="PEM file of the CA that signed the Proxmox certificate.",
     )
 
     @property
@@ -144,10 +151,12 @@ class BuildSettings(Model):
     boot_wait_seconds: int = Field(default=10, ge=1, le=300, description="Wait before typing the boot command.")
     retain_previous: int = Field(default=1, ge=0, le=10, description="Superseded templates kept for rollback.")
     strict_versioning: bool = Field(
-        default=False, description="Fail preview when an image changed without a version bump."
+        default=False,
+        description="Fail preview when an image changed without a version bump.",
     )
     packer_plugin_version: SemVer = Field(
-        default="1.2.4", description="Version of github.com/hashicorp/proxmox pinned in required_plugins."
+        default="1.2.4",
+        description="Version of github.com/hashicorp/proxmox pinned in required_plugins.",
     )
 
 
@@ -189,10 +198,20 @@ class Hardware(Model):
 
 
 class Partitioning(Model):
-    efi_mib: int = Field(default=600, ge=200, le=4096, alias="efiMiB", description="EFI system partition, MiB.")
+    efi_mib: int = Field(
+        default=600,
+        ge=200,
+        le=4096,
+        alias="efiMiB",
+        description="EFI system partition, MiB.",
+    )
     boot_mib: int = Field(default=1024, ge=512, le=8192, alias="bootMiB", description="/boot, MiB.")
     root_min_gib: int = Field(
-        default=8, ge=4, le=65536, alias="rootMinGiB", description="Minimum root LV, GiB; it grows to fill."
+        default=8,
+        ge=4,
+        le=65536,
+        alias="rootMinGiB",
+        description="Minimum root LV, GiB; it grows to fill.",
     )
 
 
@@ -244,34 +263,16 @@ class Image(Model):
 class StackConfig(Model):
     """The whole stack configuration."""
 
-    endpoint: HttpsUrl = Field(alias=f"{PROVIDER}:endpoint", description="Proxmox API URL.")
+    endpoint: HttpsUrl = Field(alias="proxmoxve:endpoint", description="Proxmox API URL.")
     insecure: Annotated[bool, BeforeValidator(_bool_from_cli_string)] = Field(
-        default=False, alias=f"{PROVIDER}:insecure", description="Skip TLS verification (warns each run)."
+        default=False,
+        alias="proxmoxve:insecure",
+        description="Skip TLS verification (warns each run).",
     )
-    api_token_set: bool = Field(default=False, alias=f"{PROVIDER}:apiToken", description="Secret API token.")
-    proxmox: ProxmoxSettings = Field(alias=f"{PROJECT}:proxmox")
-    build: BuildSettings = Field(default=BuildSettings(), alias=f"{PROJECT}:build")
-    images: list[Image] = Field(alias=f"{PROJECT}:images", min_length=1)
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> StackConfig:
-        seen: set[str] = set()
-        for image in self.images:
-            if image.name in seen:
-                raise ValueError(f"image name {image.name!r} is used twice")
-            seen.add(image.name)
-        return self
-
-    @model_validator(mode="after")
-    def _range_holds_retained(self) -> StackConfig:
-        ids = self.proxmox.vm_id_range
-        needed = len(self.images) * (self.build.retain_previous + 2)
-        if ids.last - ids.first + 1 < needed:
-            raise ValueError(
-                f"{PROJECT}:proxmox.vmIdRange holds {ids.last - ids.first + 1} IDs; {len(self.images)} image(s) "
-                f"with retainPrevious={self.build.retain_previous} need at least {needed}"
-            )
-        return self
+    api_token_set: bool = Field(default=False, alias="proxmoxve:apiToken", description="Secret API token.")
+    proxmox: ProxmoxSettings = Field(alias="homelab-images:proxmox")
+    build: BuildSettings = Field(default=BuildSettings(), alias="homelab-images:build")
+    images: list[Image] = Field(alias="homelab-images:images", min_length=1)
 
     def image(self, name: str) -> Image:
         for image in self.images:
@@ -329,6 +330,33 @@ def _owned_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in raw.items() if key.split(":", 1)[0] in (PROJECT, PROVIDER)}
 
 
+def _cross_checks(config: StackConfig) -> list[str]:
+    """Rules that span several keys, each reported under the key to edit."""
+    images_key = f"{PROJECT}:images"
+    problems = []
+    seen: dict[str, int] = {}
+    isos: dict[str, IsoSource] = {}
+    for index, image in enumerate(config.images):
+        if image.name in seen:
+            problems.append(
+                f"{images_key}[{index}].name: {image.name!r} is used twice (also images[{seen[image.name]}])"
+            )
+        seen.setdefault(image.name, index)
+        known = isos.setdefault(image.iso.file_name, image.iso)
+        if known != image.iso:
+            problems.append(
+                f"{images_key}[{index}].iso: the same ISO file {image.iso.file_name} is given with another url or sha256"
+            )
+    ids = config.proxmox.vm_id_range
+    needed = len(config.images) * (config.build.retain_previous + 2)
+    if ids.last - ids.first + 1 < needed:
+        problems.append(
+            f"{PROJECT}:proxmox.vmIdRange: holds {ids.last - ids.first + 1} IDs; {len(config.images)} image(s) "
+            f"with retainPrevious={config.build.retain_previous} need at least {needed} (current, retained, next build)"
+        )
+    return problems
+
+
 def load_config(raw: Mapping[str, Any]) -> StackConfig:
     """Validate a raw mapping of full config keys; raise ConfigError listing every problem.
 
@@ -340,10 +368,14 @@ def load_config(raw: Mapping[str, Any]) -> StackConfig:
     if token_key in owned:
         owned[token_key] = owned[token_key] not in (None, "")
     try:
-        return StackConfig.model_validate(owned)
+        config = StackConfig.model_validate(owned)
     except ValidationError as error:
         problems = []
         for detail in error.errors():
             path = _dotted(detail["loc"])
             problems.append(f"{path or 'config'}: {_describe(detail)}")
         raise ConfigError(problems) from None
+    problems = _cross_checks(config)
+    if problems:
+        raise ConfigError(problems)
+    return config

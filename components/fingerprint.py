@@ -15,7 +15,16 @@ from typing import Any
 from components.config import PERIOD, Image
 from components.kickstart import canonical_kickstart, script_without_comments
 
-PART_NAMES = ("kickstart", "packer", "scripts", "iso", "k3s", "plugin", "hardware", "freshness")
+PART_NAMES = (
+    "kickstart",
+    "packer",
+    "scripts",
+    "iso",
+    "k3s",
+    "plugin",
+    "hardware",
+    "freshness",
+)
 
 
 def canonical_json(value: Any) -> str:

@@ -36,7 +36,13 @@ def version_tag(version: str) -> str:
 
 def build_tags(image_name: str, version: str, fingerprint: str) -> list[str]:
     """Tags a build VM carries from the moment Proxmox creates it."""
-    return [OWNER_TAG, image_tag(image_name), version_tag(version), fingerprint_tag(fingerprint), PENDING_TAG]
+    return [
+        OWNER_TAG,
+        image_tag(image_name),
+        version_tag(version),
+        fingerprint_tag(fingerprint),
+        PENDING_TAG,
+    ]
 
 
 def parse_tags(raw: str | None) -> list[str]:

@@ -109,7 +109,11 @@ def image_source(image: Image) -> dict[str, Any]:
         disk["ssd"] = True
     source["disks"] = [disk]
     if hardware.firmware == "ovmf":
-        source["efi_config"] = {"efi_type": "4m", "pre_enrolled_keys": True, "efi_format": "raw"}
+        source["efi_config"] = {
+            "efi_type": "4m",
+            "pre_enrolled_keys": True,
+            "efi_format": "raw",
+        }
     return source
 
 
@@ -133,7 +137,12 @@ def build_affecting_parts(image: Image) -> dict[str, Any]:
     """
     source = image_source(image)
     disks = [{key: value for key, value in disk.items() if key != "storage_pool"} for disk in source["disks"]]
-    return {**source, "disks": disks, "network_adapters": [{"model": "virtio"}], "provisioners": provisioners(image)}
+    return {
+        **source,
+        "disks": disks,
+        "network_adapters": [{"model": "virtio"}],
+        "provisioners": provisioners(image),
+    }
 
 
 def render_packer_template(
@@ -148,9 +157,17 @@ def render_packer_template(
     for disk in source["disks"]:
         disk["storage_pool"] = proxmox.vm_storage
     if "efi_config" in source:
-        source["efi_config"] = {"efi_storage_pool": proxmox.vm_storage, **source["efi_config"]}
+        source["efi_config"] = {
+            "efi_storage_pool": proxmox.vm_storage,
+            **source["efi_config"],
+        }
     embedded_kickstart = packer_kickstart(kickstart_text)
-    boot_iso: dict[str, Any] = {"type": "ide", "index": "2", "iso_file": iso_volume(proxmox, image), "unmount": True}
+    boot_iso: dict[str, Any] = {
+        "type": "ide",
+        "index": "2",
+        "iso_file": iso_volume(proxmox, image),
+        "unmount": True,
+    }
     source.update(
         {
             "insecure_skip_tls_verify": insecure,
@@ -190,19 +207,34 @@ def render_packer_template(
         "packer": {
             "required_version": ">= 1.11.0",
             "required_plugins": {
-                "proxmox": {"version": f"= {build.packer_plugin_version}", "source": PLUGIN_SOURCE}
+                "proxmox": {
+                    "version": f"= {build.packer_plugin_version}",
+                    "source": PLUGIN_SOURCE,
+                }
             },
         },
         "variable": {
-            VAR_VM_ID: {"type": "number", "description": "VM ID the build command allocated."},
-            VAR_PUBLIC_KEY: {"type": "string", "description": "Per-build SSH public key."},
+            VAR_VM_ID: {
+                "type": "number",
+                "description": "VM ID the build command allocated.",
+            },
+            VAR_PUBLIC_KEY: {
+                "type": "string",
+                "description": "Per-build SSH public key.",
+            },
             VAR_PRIVATE_KEY_FILE: {
                 "type": "string",
                 "sensitive": True,
                 "description": "Per-build SSH private key file.",
             },
-            VAR_DESCRIPTION: {"type": "string", "description": "Provenance shown in the Proxmox UI."},
-            VAR_TAGS: {"type": "string", "description": "Ownership tags, separated by ';'."},
+            VAR_DESCRIPTION: {
+                "type": "string",
+                "description": "Provenance shown in the Proxmox UI.",
+            },
+            VAR_TAGS: {
+                "type": "string",
+                "description": "Ownership tags, separated by ';'.",
+            },
         },
         "source": {"proxmox-iso": {image.name: source}},
         "build": {
@@ -237,7 +269,15 @@ KNOWN_SOURCE_OPTIONS = frozenset(
     }
 )  # fmt: skip
 DEPRECATED_SOURCE_OPTIONS = frozenset(
-    {"iso_file", "iso_url", "iso_urls", "iso_checksum", "iso_storage_pool", "unmount_iso", "efidisk"}
+    {
+        "iso_file",
+        "iso_url",
+        "iso_urls",
+        "iso_checksum",
+        "iso_storage_pool",
+        "unmount_iso",
+        "efidisk",
+    }
 )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,9 @@ from components.packer_template import (
     render_packer_template,
 )
 
-SCRIPTS_DIR = KICKSTART_DIR / "scripts"
 
-
-@cache
-def _read_script(directory: Path, name: str) -> str:
-    return (directory / name).read_text(encoding="utf-8")
-
-
-def provisioning_scripts(directory: Path = SCRIPTS_DIR) -> dict[str, str]:
-    return {name: _read_script(directory, name) for name in PROVISIONING_SCRIPTS}
+def provisioning_scripts(directory: Path) -> dict[str, str]:
+    return {name: (directory / name).read_text(encoding="utf-8") for name in PROVISIONING_SCRIPTS}
 
 
 @dataclass(frozen=True)
@@ -50,14 +42,14 @@ class ImagePlan:
         return self.image.name
 
 
-def plan_image(config: StackConfig, image: Image, now: datetime) -> ImagePlan:
+def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: Path = KICKSTART_DIR) -> ImagePlan:
     """Render and validate the kickstart and Packer template, and fingerprint the image.
 
     Raises KickstartInvalid when the rendered kickstart is rejected.
     """
-    kickstart = render_kickstart(image)
+    kickstart = render_kickstart(image, template_dir=kickstart_dir)
     validate_kickstart(kickstart)
-    scripts = provisioning_scripts()
+    scripts = provisioning_scripts(kickstart_dir / "scripts")
     template = render_packer_template(image, config.proxmox, config.build, kickstart, config.insecure)
     parts = fingerprint_parts(
         image,
@@ -93,5 +85,5 @@ def plan_image(config: StackConfig, image: Image, now: datetime) -> ImagePlan:
     return ImagePlan(image, kickstart, template, scripts, parts, fingerprint, spec)
 
 
-def plan_stack(config: StackConfig, now: datetime) -> list[ImagePlan]:
-    return [plan_image(config, image, now) for image in config.images]
+def plan_stack(config: StackConfig, now: datetime, kickstart_dir: Path = KICKSTART_DIR) -> list[ImagePlan]:
+    return [plan_image(config, image, now, kickstart_dir) for image in config.images]

@@ -70,9 +70,7 @@ class LockFinding:
         return f"image {self.image} v{self.version}: {self.problem}"
 
 
-def check_version(
-    lock: Mapping[str, Mapping[str, str]], image: str, version: str, content: str
-) -> LockFinding | None:
+def check_version(lock: Mapping[str, Mapping[str, str]], image: str, version: str, content: str) -> LockFinding | None:
     """None when the lock agrees with (image, version, content), else what is wrong and what to do."""
     versions = lock.get(image, {})
     recorded = versions.get(version)
@@ -97,9 +95,17 @@ def check_version(
         )
     if latest is not None and semver_key(version) <= semver_key(latest):
         return LockFinding(
-            image, version, "backwards", f"version goes backwards: {latest} is already recorded; choose a version above it"
+            image,
+            version,
+            "backwards",
+            f"version goes backwards: {latest} is already recorded; choose a version above it",
         )
-    return LockFinding(image, version, "unrecorded", "not recorded in the lock file; run `python -m components lock --update`")
+    return LockFinding(
+        image,
+        version,
+        "unrecorded",
+        "not recorded in the lock file; run `python -m components lock --update`",
+    )
 
 
 def updated_lock(

@@ -1,0 +1,77 @@
+"""PackerBuild: runs the build command through pulumi-command.
+
+The Command is replaced exactly when the image's fingerprint parts change
+(its ``triggers``); any other change to its inputs (a timeout, the retention,
+a rotated token) runs the ``update`` step, which re-verifies the existing
+template instead of rebuilding it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_command as command
+
+from components.build.commands import CREATE_COMMAND, DELETE_COMMAND, UPDATE_COMMAND
+from components.build_result import parse_build_result
+from components.build_spec import BuildSpec
+
+
+@dataclass(frozen=True)
+class PackerBuildArgs:
+    spec: BuildSpec
+    endpoint: str
+    api_token: pulumi.Output[str]
+    """Secret ``user@realm!tokenid=secret``; reaches the command only through its environment."""
+    insecure: bool
+
+
+def build_triggers(spec: BuildSpec) -> list[dict[str, str]]:
+    """One small named map, so ``pulumi preview --diff`` names the part that changed."""
+    return [dict(sorted(spec.fingerprint_parts.items()))]
+
+
+class PackerBuild(pulumi.ComponentResource):
+    result: pulumi.Output[dict[str, Any]]
+    vm_id: pulumi.Output[int]
+    node: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: PackerBuildArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("homelab:images:PackerBuild", name, None, opts)
+        self.command = command.local.Command(
+            f"{name}-packer",
+            create=CREATE_COMMAND,
+            update=UPDATE_COMMAND,
+            delete=DELETE_COMMAND,
+            stdin=args.spec.to_stdin(),
+            environment={
+                "PROXMOX_VE_ENDPOINT": args.endpoint,
+                "PROXMOX_VE_API_TOKEN": args.api_token,
+                "PROXMOX_VE_INSECURE": "true" if args.insecure else "false",
+            },
+            triggers=build_triggers(args.spec),
+            add_previous_output_in_env=True,
+            # pulumi-command replaces the resource when a trigger changes
+            # (replaceOnChanges triggers[*]): the new template is built before
+            # the old one is retired.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Packer's log goes to stderr; keep it out of plain-text diffs.
+                additional_secret_outputs=["stderr"],
+            ),
+        )
+        # The build command prints only the result JSON on stdout and scrubs
+        # secrets from everything it echoes, so its stdout is safe to show;
+        # the vmId must stay readable for the stacks that clone it.
+        stdout = pulumi.Output.unsecret(self.command.stdout)
+        self.result = stdout.apply(parse_build_result)
+        self.vm_id = self.result.apply(lambda result: int(result["vmId"]))
+        self.node = self.result.apply(lambda result: str(result["node"]))
+        self.register_outputs({"result": self.result})

@@ -1,0 +1,97 @@
+"""What ``__main__.py`` needs before it declares anything: validated config, the token, the plans.
+
+Every problem surfaces as a ``pulumi.RunError`` (shown without a traceback),
+before any resource is declared.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+
+from components.config import PROJECT, PROVIDER, ConfigError, StackConfig, load_config
+from components.kickstart import KickstartInvalid
+from components.plan import ImagePlan, plan_stack
+from components.stackfile import PROJECT_DIR, stack_file_path
+from components.versioning import (
+    check_version,
+    content_fingerprint,
+    lock_path,
+    read_lock,
+)
+
+TOKEN_KEY = f"{PROVIDER}:apiToken"
+
+
+@dataclass(frozen=True)
+class ProgramSettings:
+    config: StackConfig
+    api_token: pulumi.Output[str]
+    plans: list[ImagePlan]
+
+
+def _decoded(value: Any) -> Any:
+    # Structured config reaches the program as JSON text.
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def runtime_config_raw() -> dict[str, Any]:
+    """All config of this project's and the provider's namespaces, as full keys."""
+    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return {key: _decoded(value) for key, value in merged.items() if key.split(":", 1)[0] in (PROJECT, PROVIDER)}
+
+
+def _api_token() -> pulumi.Output[str]:
+    provider_config = pulumi.Config(PROVIDER)
+    if provider_config.get("apiToken") is None:
+        raise ConfigError(
+            [f"{TOKEN_KEY}: is required; set it with `pulumi config set --secret {TOKEN_KEY} 'user@realm!id=secret'`"]
+        )
+    if not runtime_config.is_config_secret(TOKEN_KEY):
+        raise ConfigError([f"{TOKEN_KEY}: is stored in plain text; set it again with `pulumi config set --secret`"])
+    return provider_config.require_secret("apiToken")
+
+
+def _version_guard(config: StackConfig, plans: list[ImagePlan]) -> None:
+    lock = read_lock(lock_path(stack_file_path(pulumi.get_stack(), PROJECT_DIR)))
+    findings = [
+        finding
+        for plan in plans
+        if (
+            finding := check_version(
+                lock,
+                plan.name,
+                plan.image.version,
+                content_fingerprint(plan.fingerprint_parts),
+            )
+        )
+    ]
+    if findings and config.build.strict_versioning:
+        raise ConfigError([f"{finding} (strictVersioning is on)" for finding in findings])
+    for finding in findings:
+        pulumi.log.warn(str(finding))
+
+
+def load_program_settings(now: datetime | None = None) -> ProgramSettings:
+    try:
+        config = load_config(runtime_config_raw())
+        api_token = _api_token()
+        plans = plan_stack(config, now or datetime.now(UTC))
+        _version_guard(config, plans)
+    except ConfigError as error:
+        raise pulumi.RunError("invalid stack configuration:\n  " + "\n  ".join(error.problems)) from None
+    except KickstartInvalid as error:
+        raise pulumi.RunError(str(error)) from None
+    if config.insecure:
+        pulumi.log.warn(f"{PROVIDER}:insecure is true: the Proxmox TLS certificate is not verified")
+    return ProgramSettings(config=config, api_token=api_token, plans=plans)

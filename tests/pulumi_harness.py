@@ -1,0 +1,238 @@
+"""Run the real ``__main__.py`` under Pulumi's mocks (``pulumi.runtime.set_mocks``).
+
+The Pulumi CLI and engine are not involved: the mock monitor records every
+resource registration and invoke, as the engine would receive them, including
+which values were marked secret.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = ROOT / "__main__.py"
+SHIPPED_STACK_FILE = ROOT / "Pulumi.homelab.yaml"
+# How Pulumi's wire format marks a secret value: {SECRET_SIG: SECRET_MARKER, "value": ...}.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SECRET_MARKER = "1b47061264138c4ac30d75fd1eb44270"
+
+BUILD_VM_ID = 9007
+
+
+def shipped_config() -> dict[str, Any]:
+    """The shipped stack file's config, as the Pulumi CLI hands it to the program (strings/JSON)."""
+    document = yaml.safe_load(SHIPPED_STACK_FILE.read_text(encoding="utf-8"))
+    return dict(document["config"])
+
+
+def as_runtime_config(config: Mapping[str, Any]) -> dict[str, str]:
+    """Pulumi passes scalars as strings and structured values as JSON text."""
+
+    def as_text(value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, dict | list):
+            return json.dumps(value)
+        return str(value)
+
+    return {key: as_text(value) for key, value in config.items()}
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    raw_inputs: dict[str, Any]
+    parent: str
+    provider: str
+    dependencies: list[str]
+    replace_on_changes: list[str]
+    additional_secret_outputs: list[str]
+
+
+def default_build_result(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    spec = json.loads(inputs["stdin"])
+    return {
+        "vmId": BUILD_VM_ID,
+        "node": spec["node"],
+        "name": spec["template_name"],
+        "version": spec["version"],
+        "fingerprint": spec["fingerprint"],
+        "storage": spec["vm_storage"],
+        "builtAt": "2026-11-25T10:00:00Z",
+        "sourceCommit": None,
+        "retained": [],
+    }
+
+
+@dataclass
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Answers like the providers would: the build prints its result line, Proxmox reports the template."""
+
+    build_result: Callable[[Mapping[str, Any]], dict[str, Any]] = default_build_result
+    template_is_template: bool = True
+    template_tags: Callable[[Mapping[str, Any]], list[str]] | None = None
+    calls: list[pulumi.runtime.MockCallArgs] = field(default_factory=list)
+    builds: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        outputs = dict(args.inputs)
+        if args.typ == "command:local:Command":
+            result = self.build_result(args.inputs)
+            self.builds[args.name] = {"inputs": args.inputs, "result": result}
+            outputs["stdout"] = "progress goes to stderr\n" + json.dumps(result)
+            outputs["stderr"] = "[build 00:01] stage: packer init\n"
+            return f"{args.name}-id", outputs
+        if args.typ == "proxmoxve:download/file:File":
+            return (
+                f"{args.inputs['datastoreId']}:iso/{args.inputs['fileName']}",
+                outputs,
+            )
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        self.calls.append(args)
+        if args.token == "proxmoxve:index/getVm:getVm":
+            build = next(iter(self.builds.values()))
+            result = build["result"]
+            tags = (
+                self.template_tags(result)
+                if self.template_tags
+                else [
+                    "homelab-images",
+                    f"image.{result['name'].rsplit('-v', 1)[0]}",
+                    f"fp.{result['fingerprint'][:16]}",
+                    f"version.{result['version']}",
+                ]
+            )
+            return {
+                "id": args.args["id"],
+                "nodeName": args.args["nodeName"],
+                "name": result["name"],
+                "tags": tags,
+                "template": self.template_is_template,
+                "status": "stopped",
+                "description": "",
+            }
+        return {}
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """Keeps each registration's wire form, where secrets are still wrapped."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            raw = json_format.MessageToDict(request.object)
+            registered = self.resources[response.urn]
+            self.registrations.append(
+                Registration(
+                    type=request.type,
+                    name=request.name,
+                    inputs=dict(registered.state) if registered else {},
+                    raw_inputs=raw,
+                    parent=request.parent,
+                    provider=request.provider,
+                    dependencies=list(request.dependencies),
+                    replace_on_changes=list(request.replaceOnChanges),
+                    additional_secret_outputs=list(request.additionalSecretOutputs),
+                )
+            )
+        return response
+
+
+@dataclass
+class ProgramRun:
+    registrations: list[Registration]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+    mocks: RecordingMocks
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def one(self, type_: str) -> Registration:
+        found = self.of_type(type_)
+        assert len(found) == 1, f"expected one {type_}, got {[r.name for r in found]}"
+        return found[0]
+
+    def by_urn_suffix(self, name: str) -> Registration:
+        return next(r for r in self.registrations if r.name == name)
+
+
+def run_program(
+    config: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    mocks: RecordingMocks | None = None,
+    preview: bool = False,
+) -> ProgramRun:
+    """Evaluate ``__main__.py`` with ``config`` (default: the shipped stack file) and ``secrets``."""
+    mocks = mocks or RecordingMocks()
+    monitor = RecordingMonitor(mocks)
+    all_config = as_runtime_config(config if config is not None else shipped_config())
+    secrets = dict(secrets if secrets is not None else {"proxmoxve:apiToken": "images@pve!build=0000"})
+    all_config.update(secrets)
+    pulumi_settings.reset_options()
+    pulumi.runtime.set_mocks(
+        mocks,
+        project="homelab-images",
+        stack="homelab",
+        preview=preview,
+        monitor=monitor,
+    )
+    pulumi.runtime.set_all_config(all_config, list(secrets))
+    outputs: dict[str, Any] = {}
+    secret_outputs: set[str] = set()
+
+    @pulumi.runtime.test
+    def evaluate() -> pulumi.Output[Any]:
+        runpy.run_path(str(MAIN), run_name="__main__")
+        stack = pulumi_settings.get_root_resource()
+        exported: dict[str, pulumi.Output[Any]] = {
+            name: pulumi.Output.from_input(value)
+            for name, value in stack.outputs.items()  # type: ignore[union-attr]
+        }
+
+        def collect(name: str, output: pulumi.Output[Any]) -> pulumi.Output[None]:
+            def record(values: list[Any]) -> None:
+                value, is_secret = values
+                outputs[name] = value
+                if is_secret:
+                    secret_outputs.add(name)
+
+            return pulumi.Output.all(output, output.is_secret()).apply(record)
+
+        return pulumi.Output.all(*(collect(name, output) for name, output in exported.items()))
+
+    evaluate()
+    return ProgramRun(monitor.registrations, outputs, secret_outputs, mocks)
+
+
+def plain_strings(raw: Any, inside_secret: bool = False) -> list[str]:
+    """Every string in a wire-form value that is not inside a secret wrapper."""
+    if isinstance(raw, dict):
+        secret = raw.get(SECRET_SIG) == SECRET_MARKER
+        return [s for value in raw.values() for s in plain_strings(value, inside_secret or secret)]
+    if isinstance(raw, list):
+        return [s for value in raw for s in plain_strings(value, inside_secret)]
+    if isinstance(raw, str) and not inside_secret:
+        return [raw]
+    return []

@@ -1,0 +1,23 @@
+"""Plans of the shipped stack file and of variations, rendered through the program's own functions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from components.config import load_config
+from components.plan import ImagePlan, plan_stack
+from tests.stack_files import Mutation, mutated_config
+
+FIXED_NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def plan_for(mutate: Mutation | None = None, now: datetime = FIXED_NOW) -> ImagePlan:
+    config = mutated_config(mutate or (lambda _: None))
+    (plan,) = plan_stack(load_config(config), now)
+    return plan
+
+
+def source_of(plan: ImagePlan) -> dict[str, Any]:
+    source: dict[str, Any] = plan.packer_template["source"]["proxmox-iso"][plan.name]
+    return source

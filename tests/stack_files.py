@@ -1,0 +1,35 @@
+"""Variations of the shipped stack file, for tests that need a bad or changed config."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.pulumi_harness import SHIPPED_STACK_FILE
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def shipped_document() -> dict[str, Any]:
+    return dict(yaml.safe_load(SHIPPED_STACK_FILE.read_text(encoding="utf-8")))
+
+
+def mutated_config(mutate: Mutation) -> dict[str, Any]:
+    document = copy.deepcopy(shipped_document())
+    mutate(document["config"])
+    return dict(document["config"])
+
+
+def write_stack_file(directory: Path, config: dict[str, Any], name: str = "Pulumi.test.yaml") -> Path:
+    path = directory / name
+    path.write_text(yaml.safe_dump({"config": config}, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def image(config: dict[str, Any]) -> dict[str, Any]:
+    first: dict[str, Any] = config["homelab-images:images"][0]
+    return first
