@@ -23,19 +23,20 @@ provider = proxmoxve.Provider(
 provider_opts = pulumi.ResourceOptions(provider=provider)
 
 # One download per ISO file, however many images boot from it.
+iso_sources = {plan.image.iso.file_name: plan.image.iso for plan in settings.plans}
 isos = {
-    plan.image.iso.file_name: IsoFile(
-        f"iso-{plan.image.iso.file_name}",
+    file_name: IsoFile(
+        f"iso-{file_name}",
         IsoFileArgs(
             node=config.proxmox.node,
             storage=config.proxmox.iso_storage,
-            url=plan.image.iso.url,
-            sha256=plan.image.iso.sha256,
-            file_name=plan.image.iso.file_name,
+            url=iso.url,
+            sha256=iso.sha256,
+            file_name=file_name,
         ),
         provider_opts,
     )
-    for plan in settings.plans
+    for file_name, iso in iso_sources.items()
 }
 
 images = {

@@ -64,10 +64,10 @@ class Registration:
     additional_secret_outputs: list[str]
 
 
-def default_build_result(inputs: Mapping[str, Any]) -> dict[str, Any]:
+def default_build_result(inputs: Mapping[str, Any], vm_id: int) -> dict[str, Any]:
     spec = json.loads(inputs["stdin"])
     return {
-        "vmId": BUILD_VM_ID,
+        "vmId": vm_id,
         "node": spec["node"],
         "name": spec["template_name"],
         "version": spec["version"],
@@ -83,7 +83,7 @@ def default_build_result(inputs: Mapping[str, Any]) -> dict[str, Any]:
 class RecordingMocks(pulumi.runtime.Mocks):
     """Answers like the providers would: the build prints its result line, Proxmox reports the template."""
 
-    build_result: Callable[[Mapping[str, Any]], dict[str, Any]] = default_build_result
+    build_result: Callable[[Mapping[str, Any], int], dict[str, Any]] = default_build_result
     template_is_template: bool = True
     template_tags: Callable[[Mapping[str, Any]], list[str]] | None = None
     calls: list[pulumi.runtime.MockCallArgs] = field(default_factory=list)
@@ -92,7 +92,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         outputs = dict(args.inputs)
         if args.typ == "command:local:Command":
-            result = self.build_result(args.inputs)
+            result = self.build_result(args.inputs, BUILD_VM_ID + len(self.builds))
             self.builds[args.name] = {"inputs": args.inputs, "result": result}
             outputs["stdout"] = "progress goes to stderr\n" + json.dumps(result)
             outputs["stderr"] = "[build 00:01] stage: packer init\n"
@@ -107,8 +107,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         self.calls.append(args)
         if args.token == "proxmoxve:index/getVm:getVm":
-            build = next(iter(self.builds.values()))
-            result = build["result"]
+            result = next(b["result"] for b in self.builds.values() if b["result"]["vmId"] == args.args["id"])
             tags = (
                 self.template_tags(result)
                 if self.template_tags

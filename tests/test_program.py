@@ -163,3 +163,16 @@ def test_invalid_config_fails_before_any_resource() -> None:
     ):
         run_program(config=config, secrets={"proxmoxve:apiToken": TOKEN}, mocks=mocks)
     assert mocks.builds == {}
+
+
+def test_images_sharing_an_iso_download_it_once() -> None:
+    config = copy.deepcopy(shipped_config())
+    config["homelab-images:build"]["strictVersioning"] = False
+    second = copy.deepcopy(config["homelab-images:images"][0])
+    second["name"] = "alma9-k3s-node-big"
+    second["hardware"]["diskGiB"] = 64
+    config["homelab-images:images"].append(second)
+    run = run_program(config=config, secrets={"proxmoxve:apiToken": TOKEN})
+    assert len(run.of_type("proxmoxve:download/file:File")) == 1
+    assert len(run.of_type("homelab:images:GoldenImage")) == 2
+    assert {t["vmId"] for t in run.outputs["templates"].values()} == {BUILD_VM_ID, BUILD_VM_ID + 1}
