@@ -235,3 +235,14 @@ def plain_strings(raw: Any, inside_secret: bool = False) -> list[str]:
     if isinstance(raw, str) and not inside_secret:
         return [raw]
     return []
+
+
+def unwrap_secrets(value: Any) -> Any:
+    """Values as a policy pack sees them: secrets decrypted in place."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_MARKER:
+            return unwrap_secrets(value["value"])
+        return {key: unwrap_secrets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(item) for item in value]
+    return value

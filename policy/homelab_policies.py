@@ -1,0 +1,108 @@
+"""Policy checks for the image builds, as plain functions of a resource's properties.
+
+Each check returns the list of violations (empty when compliant), so it can be
+unit-tested without the Pulumi engine; ``__main__.py`` wires them into a pack.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+COMMAND_TYPE = "command:local:Command"
+BUILD_MODULE = "components.build"
+TRIGGER_PARTS = ("kickstart", "packer", "scripts", "iso", "k3s", "plugin", "hardware")
+SECRET_ENVIRONMENT = ("PROXMOX_VE_API_TOKEN",)
+
+# What credentials look like when they leak: a Proxmox API token (user@realm!id=secret),
+# a private key, or variables that carry tokens.
+CREDENTIAL_PATTERNS = (
+    re.compile(r"[\w.-]+@[\w.-]+![\w.-]+=[\w-]{8,}"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    re.compile(r"\b(PROXMOX_TOKEN|PROXMOX_PASSWORD|K3S_TOKEN|PKR_VAR_\w*(token|password)\w*)=\S+", re.I),
+    re.compile(r"PVEAPIToken=\S+"),
+)
+
+
+def is_image_build(resource_type: str, props: Mapping[str, Any]) -> bool:
+    return resource_type == COMMAND_TYPE and BUILD_MODULE in str(props.get("create", ""))
+
+
+def _build_source(props: Mapping[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """The proxmox-iso source and the embedded kickstart of a build's spec (stdin), if readable."""
+    try:
+        spec = json.loads(str(props.get("stdin", "")))
+        (source,) = spec["packer_template"]["source"]["proxmox-iso"].values()
+    except (ValueError, KeyError, TypeError):
+        return None
+    if "http_content" in source:
+        kickstart = next(iter(source["http_content"].values()), "")
+    else:
+        kickstart = next(iter(source.get("additional_iso_files", [{}])[0].get("cd_content", {}).values()), "")
+    return source, str(kickstart)
+
+
+def no_plaintext_secrets(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    if resource_type != COMMAND_TYPE:
+        return []
+    violations = []
+    for key in ("create", "update", "delete", "stdin", "dir"):
+        text = str(props.get(key) or "")
+        if any(pattern.search(text) for pattern in CREDENTIAL_PATTERNS):
+            violations.append(f"`{key}` contains what looks like a credential; pass secrets in `environment` only")
+    if any(pattern.search(json.dumps(props.get("triggers") or [])) for pattern in CREDENTIAL_PATTERNS):
+        violations.append("`triggers` contain what looks like a credential; triggers are shown in plain text in diffs")
+    environment = props.get("environment") or {}
+    for name, value in environment.items():
+        if name not in SECRET_ENVIRONMENT and any(pattern.search(f"{name}={value}") for pattern in CREDENTIAL_PATTERNS):
+            violations.append(f"environment variable {name} looks like a credential but is not the secret token")
+    return violations
+
+
+def uefi_firmware(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    if not is_image_build(resource_type, props):
+        return []
+    found = _build_source(props)
+    if found is None:
+        return ["the build's spec (stdin) does not carry a proxmox-iso source"]
+    source, _ = found
+    if source.get("bios") != "ovmf" or "efi_config" not in source:
+        return ["templates must be built for UEFI: bios = ovmf with an efi_config"]
+    return []
+
+
+def selinux_enforcing(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    if not is_image_build(resource_type, props):
+        return []
+    found = _build_source(props)
+    if found is None or not re.search(r"^selinux\s+--enforcing\s*$", found[1], re.M):
+        return ["the kickstart must set `selinux --enforcing`"]
+    return []
+
+
+def guest_agent(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    if not is_image_build(resource_type, props):
+        return []
+    found = _build_source(props)
+    if found is None:
+        return ["the build's spec (stdin) does not carry a proxmox-iso source"]
+    source, kickstart = found
+    violations = []
+    if source.get("qemu_agent") is not True:
+        violations.append("the template must enable the QEMU guest agent (qemu_agent = true)")
+    if not re.search(r"^qemu-guest-agent\s*$", kickstart, re.M):
+        violations.append("the kickstart must install the qemu-guest-agent package")
+    return violations
+
+
+def build_triggers(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    if not is_image_build(resource_type, props):
+        return []
+    triggers = props.get("triggers") or []
+    parts = triggers[0] if triggers and isinstance(triggers[0], Mapping) else {}
+    missing = [part for part in TRIGGER_PARTS if not parts.get(part)]
+    if missing:
+        return [f"the build's triggers must carry the fingerprint parts; missing: {', '.join(missing)}"]
+    return []

@@ -1,0 +1,95 @@
+"""The policy pack's checks, applied to what the real program registers."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from policy.homelab_policies import (
+    build_triggers,
+    guest_agent,
+    no_plaintext_secrets,
+    selinux_enforcing,
+    uefi_firmware,
+)
+from tests.pulumi_harness import run_program, unwrap_secrets
+
+CHECKS = [no_plaintext_secrets, uefi_firmware, selinux_enforcing, guest_agent, build_triggers]
+TYPE = "command:local:Command"
+
+
+@pytest.fixture(scope="module")
+def build_props() -> dict[str, Any]:
+    run = run_program(secrets={"proxmoxve:apiToken": "images@pve!build=3f1c0de5-aaaa-bbbb-cccc-000000000000"})
+    return dict(unwrap_secrets(run.one(TYPE).inputs))
+
+
+def _with_source(props: dict[str, Any], change: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(props)
+    spec = json.loads(changed["stdin"])
+    (source,) = spec["packer_template"]["source"]["proxmox-iso"].values()
+    change(source)
+    changed["stdin"] = json.dumps(spec)
+    return changed
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_the_shipped_program_passes_every_policy(build_props: dict[str, Any], check: Any) -> None:
+    assert check(TYPE, build_props) == []
+
+
+def test_token_in_the_command_line_is_a_violation(build_props: dict[str, Any]) -> None:
+    props = {**build_props, "create": build_props["create"] + " --token images@pve!build=3f1c0de5-aaaa-bbbb"}
+    assert no_plaintext_secrets(TYPE, props) == [
+        "`create` contains what looks like a credential; pass secrets in `environment` only"
+    ]
+    props = {**build_props, "stdin": build_props["stdin"].replace("}", ', "k": "PROXMOX_TOKEN=abc"}', 1)}
+    assert no_plaintext_secrets(TYPE, props)
+    env = {**build_props["environment"], "PKR_VAR_proxmox_token": "x"}
+    assert no_plaintext_secrets(TYPE, {**build_props, "environment": env})
+
+
+def test_private_key_in_stdin_is_a_violation(build_props: dict[str, Any]) -> None:
+    props = {**build_props, "stdin": build_props["stdin"] + "-----BEGIN OPENSSH PRIVATE KEY-----"}
+    assert no_plaintext_secrets(TYPE, props)
+
+
+def test_bios_firmware_violates_uefi(build_props: dict[str, Any]) -> None:
+    def seabios(source: dict[str, Any]) -> None:
+        source["bios"] = "seabios"
+        source.pop("efi_config")
+
+    assert uefi_firmware(TYPE, _with_source(build_props, seabios)) == [
+        "templates must be built for UEFI: bios = ovmf with an efi_config"
+    ]
+
+
+def test_permissive_selinux_is_a_violation(build_props: dict[str, Any]) -> None:
+    def permissive(source: dict[str, Any]) -> None:
+        source["http_content"]["/ks.cfg"] = source["http_content"]["/ks.cfg"].replace("--enforcing", "--permissive")
+
+    assert selinux_enforcing(TYPE, _with_source(build_props, permissive))
+
+
+def test_missing_guest_agent_is_a_violation(build_props: dict[str, Any]) -> None:
+    def no_agent(source: dict[str, Any]) -> None:
+        source["qemu_agent"] = False
+
+    assert guest_agent(TYPE, _with_source(build_props, no_agent)) == [
+        "the template must enable the QEMU guest agent (qemu_agent = true)"
+    ]
+
+
+def test_missing_triggers_are_a_violation(build_props: dict[str, Any]) -> None:
+    assert build_triggers(TYPE, {**build_props, "triggers": []})
+    partial = [{k: v for k, v in build_props["triggers"][0].items() if k != "kickstart"}]
+    assert build_triggers(TYPE, {**build_props, "triggers": partial}) == [
+        "the build's triggers must carry the fingerprint parts; missing: kickstart"
+    ]
+
+
+def test_other_resources_are_not_judged() -> None:
+    assert all(check("proxmoxve:download/file:File", {"url": "https://x"}) == [] for check in CHECKS)
