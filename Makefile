@@ -24,6 +24,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy examples/k3s-cluster/__main__.py
 
 bench: $(VENV)/.installed
 	$(PY) bench/bench_preview.py

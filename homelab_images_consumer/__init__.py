@@ -1,0 +1,43 @@
+"""Use homelab-images templates from another Pulumi stack.
+
+Depends on nothing but ``pulumi`` (and PyYAML, which pulumi itself requires):
+copy or vendor this package into any VM-provisioning program.
+"""
+
+from homelab_images_consumer.contract import (
+    SUPPORTED_SCHEMA_VERSIONS,
+    ImageNotFoundError,
+    NodeNotAvailableError,
+    TemplateRef,
+    TemplateResolutionError,
+    UnsupportedSchemaError,
+    VersionNotFoundError,
+    select_template,
+)
+from homelab_images_consumer.first_boot import (
+    K3S_CONFIG_PATH,
+    UNITS,
+    Role,
+    UserDataError,
+    k3s_user_data,
+    render_k3s_user_data,
+)
+from homelab_images_consumer.stack import resolve_template
+
+__all__ = [
+    "K3S_CONFIG_PATH",
+    "SUPPORTED_SCHEMA_VERSIONS",
+    "UNITS",
+    "ImageNotFoundError",
+    "NodeNotAvailableError",
+    "Role",
+    "TemplateRef",
+    "TemplateResolutionError",
+    "UnsupportedSchemaError",
+    "UserDataError",
+    "VersionNotFoundError",
+    "k3s_user_data",
+    "render_k3s_user_data",
+    "resolve_template",
+    "select_template",
+]
