@@ -22,21 +22,16 @@ provider = proxmoxve.Provider(
 )
 provider_opts = pulumi.ResourceOptions(provider=provider)
 
-# One download per ISO file, however many images boot from it.
+# One download per ISO file and node, however many images boot from it.
 iso_sources = {plan.image.iso.file_name: plan.image.iso for plan in settings.plans}
 isos = {
-    file_name: IsoFile(
-        f"iso-{file_name}",
-        IsoFileArgs(
-            node=config.proxmox.node,
-            storage=config.proxmox.iso_storage,
-            url=iso.url,
-            sha256=iso.sha256,
-            file_name=file_name,
-        ),
+    (file_name, node): IsoFile(
+        f"iso-{file_name}" if node == config.proxmox.node else f"iso-{file_name}-{node}",
+        IsoFileArgs(node=node, storage=config.proxmox.iso_storage, url=iso.url, sha256=iso.sha256, file_name=file_name),
         provider_opts,
     )
     for file_name, iso in iso_sources.items()
+    for node in config.proxmox.template_nodes
 }
 
 images = {
@@ -44,11 +39,13 @@ images = {
         plan.name,
         GoldenImageArgs(
             plan=plan,
-            iso=isos[plan.image.iso.file_name],
+            isos={node: isos[(plan.image.iso.file_name, node)] for node in config.proxmox.template_nodes},
             endpoint=config.endpoint,
             api_token=settings.api_token,
             insecure=config.insecure,
             provider=provider,
+            shared_storage=config.proxmox.shared_storage,
+            replica_nodes=config.proxmox.replica_nodes,
         ),
         provider_opts,
     )

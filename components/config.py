@@ -132,10 +132,23 @@ class ProxmoxSettings(Model):
         default=None,
         description="PEM file of the CA that signed the Proxmox certificate.",
     )
+    shared_storage: bool = Field(
+        default=False,
+        description="vmStorage is shared by all nodes (Ceph, NFS): one template can be cloned on every node.",
+    )
+    replica_nodes: list[PveId] = Field(
+        default_factory=list,
+        description="Without shared storage: also build each image on these nodes (one template per node).",
+    )
 
     @property
     def cloud_init_pool(self) -> str:
         return self.cloud_init_storage or self.vm_storage
+
+    @property
+    def template_nodes(self) -> list[str]:
+        """Every node that holds a template of each image, the build node first."""
+        return [self.node, *self.replica_nodes]
 
 
 class BuildSettings(Model):
@@ -347,12 +360,21 @@ def _cross_checks(config: StackConfig) -> list[str]:
             problems.append(
                 f"{images_key}[{index}].iso: the same ISO file {image.iso.file_name} is given with another url or sha256"
             )
-    ids = config.proxmox.vm_id_range
-    needed = len(config.images) * (config.build.retain_previous + 2)
+    proxmox = config.proxmox
+    nodes = proxmox.template_nodes
+    if len(set(nodes)) != len(nodes):
+        problems.append(f"{PROJECT}:proxmox.replicaNodes: lists the build node or a node twice: {', '.join(nodes)}")
+    if proxmox.shared_storage and proxmox.replica_nodes:
+        problems.append(
+            f"{PROJECT}:proxmox.replicaNodes: not needed with sharedStorage: true (every node clones the one template)"
+        )
+    ids = proxmox.vm_id_range
+    needed = len(config.images) * len(nodes) * (config.build.retain_previous + 2)
     if ids.last - ids.first + 1 < needed:
         problems.append(
-            f"{PROJECT}:proxmox.vmIdRange: holds {ids.last - ids.first + 1} IDs; {len(config.images)} image(s) "
-            f"with retainPrevious={config.build.retain_previous} need at least {needed} (current, retained, next build)"
+            f"{PROJECT}:proxmox.vmIdRange: holds {ids.last - ids.first + 1} IDs; {len(config.images)} image(s) on "
+            f"{len(nodes)} node(s) with retainPrevious={config.build.retain_previous} need at least {needed} "
+            "(current, retained, next build)"
         )
     return problems
 

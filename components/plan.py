@@ -6,6 +6,8 @@ The Pulumi program and the offline CLI both start here, so a preview and
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -87,3 +89,12 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
 
 def plan_stack(config: StackConfig, now: datetime, kickstart_dir: Path = KICKSTART_DIR) -> list[ImagePlan]:
     return [plan_image(config, image, now, kickstart_dir) for image in config.images]
+
+
+def plan_for_node(plan: ImagePlan, node: str) -> ImagePlan:
+    """The same image built on another node: same fingerprint, its own build spec."""
+    template = copy.deepcopy(plan.packer_template)
+    for source in template["source"]["proxmox-iso"].values():
+        source["node"] = node
+    spec = plan.build_spec.model_copy(update={"node": node, "packer_template": template})
+    return dataclasses.replace(plan, packer_template=template, build_spec=spec)

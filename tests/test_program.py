@@ -176,3 +176,48 @@ def test_images_sharing_an_iso_download_it_once() -> None:
     assert len(run.of_type("proxmoxve:download/file:File")) == 1
     assert len(run.of_type("homelab:images:GoldenImage")) == 2
     assert {t["vmId"] for t in run.outputs["templates"].values()} == {BUILD_VM_ID, BUILD_VM_ID + 1}
+
+
+def test_replica_nodes_get_their_own_build_and_template() -> None:
+    config = copy.deepcopy(shipped_config())
+    config["homelab-images:proxmox"]["replicaNodes"] = ["pve2", "pve3"]
+    run = run_program(config=config, secrets={"proxmoxve:apiToken": TOKEN})
+    builds = run.of_type("command:local:Command")
+    specs = {json.loads(build.inputs["stdin"])["node"]: json.loads(build.inputs["stdin"]) for build in builds}
+    assert set(specs) == {"pve1", "pve2", "pve3"}
+    assert len({spec["fingerprint"] for spec in specs.values()}) == 1, "a replica is the same image"
+    for node, spec in specs.items():
+        assert spec["packer_template"]["source"]["proxmox-iso"][IMAGE]["node"] == node
+    downloads = run.of_type("proxmoxve:download/file:File")
+    assert sorted(d.inputs["nodeName"] for d in downloads) == ["pve1", "pve2", "pve3"]
+    assert {b.name for b in builds} >= {f"{IMAGE}-build-packer"}, "the build node keeps its resource names"
+    template = run.outputs["templates"][IMAGE]
+    assert template["shared"] is False
+    nodes = template["nodes"]
+    assert set(nodes) == {"pve1", "pve2", "pve3"}
+    assert nodes["pve1"]["vmId"] == template["vmId"]
+    assert len({entry["vmId"] for entry in nodes.values()}) == 3
+
+
+def test_shared_storage_builds_once_and_says_so() -> None:
+    config = copy.deepcopy(shipped_config())
+    config["homelab-images:proxmox"]["sharedStorage"] = True
+    run = run_program(config=config, secrets={"proxmoxve:apiToken": TOKEN})
+    assert len(run.of_type("command:local:Command")) == 1
+    template = run.outputs["templates"][IMAGE]
+    assert template["shared"] is True and "nodes" not in template
+
+
+@pytest.mark.parametrize(
+    ("proxmox", "message"),
+    [
+        ({"replicaNodes": ["pve1"]}, "lists the build node or a node twice"),
+        ({"replicaNodes": ["pve2"], "sharedStorage": True}, "not needed with sharedStorage"),
+        ({"replicaNodes": ["pve2", "pve3"], "vmIdRange": {"first": 9000, "last": 9005}}, "need at least 9"),
+    ],
+)
+def test_multi_node_config_errors(proxmox: dict[str, Any], message: str) -> None:
+    config = copy.deepcopy(shipped_config())
+    config["homelab-images:proxmox"].update(proxmox)
+    with pytest.raises(pulumi.RunError, match=message):
+        run_program(config=config, secrets={"proxmoxve:apiToken": TOKEN})

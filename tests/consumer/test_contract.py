@@ -130,3 +130,23 @@ def test_retained_build_without_a_readable_fingerprint_can_still_be_pinned() -> 
     )
     ref = select_template(outputs, IMAGE, version="0.8.0")
     assert (ref.vm_id, ref.fingerprint) == (9002, None)
+
+
+@pytest.mark.parametrize("layout", ["replicaNodes", "sharedStorage"])
+def test_resolves_the_real_multi_node_layouts(layout: str) -> None:
+    from tests.pulumi_harness import shipped_config
+
+    config = shipped_config()
+    if layout == "replicaNodes":
+        config["homelab-images:proxmox"]["replicaNodes"] = ["pve2"]
+    else:
+        config["homelab-images:proxmox"]["sharedStorage"] = True
+    run = run_program(config=config)
+    exported = {key: run.outputs[key] for key in ("schemaVersion", "templates")}
+    template = exported["templates"][IMAGE]
+    on_pve2 = resolve_through_stack_reference(exported, IMAGE, node="pve2")
+    if layout == "replicaNodes":
+        assert on_pve2.vm_id == template["nodes"]["pve2"]["vmId"] != template["vmId"]
+        assert on_pve2.node == "pve2"
+    else:
+        assert on_pve2.vm_id == template["vmId"] and on_pve2.node == "pve1"
