@@ -18,7 +18,7 @@ import yaml
 from pulumi.runtime import settings as pulumi_settings
 
 from homelab_images_consumer import TemplateRef, resolve_template
-from tests.pulumi_harness import ROOT, SECRET_MARKER, SECRET_SIG, RecordingMonitor, Registration, as_runtime_config
+from tests.pulumi_harness import ROOT, RecordingMonitor, Registration, as_runtime_config, unwrap_secrets
 
 EXAMPLE = ROOT / "examples" / "k3s-cluster"
 PROGRAM = EXAMPLE / "__main__.py"
@@ -75,17 +75,6 @@ def images_outputs(**entry_changes: Any) -> dict[str, Any]:
     return {"schemaVersion": 1, "templates": {IMAGE: template_entry(**entry_changes)}}
 
 
-def reveal(value: Any) -> Any:
-    """``value`` with Pulumi's secret wrappers removed."""
-    if isinstance(value, dict):
-        if value.get(SECRET_SIG) == SECRET_MARKER:
-            return reveal(value["value"])
-        return {key: reveal(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [reveal(item) for item in value]
-    return value
-
-
 def example_config() -> dict[str, Any]:
     """The shipped Pulumi.dev.yaml's config."""
     document = yaml.safe_load(EXAMPLE_STACK_FILE.read_text(encoding="utf-8"))
@@ -106,7 +95,7 @@ class ClusterMocks(pulumi.runtime.Mocks):
             self.stack_references.append(dict(args.inputs))
             return args.inputs["name"], {"name": args.inputs["name"], "outputs": copy.deepcopy(dict(self.images))}
         if args.typ == SNIPPET:
-            file_name = reveal(args.inputs["sourceRaw"])["fileName"]
+            file_name = unwrap_secrets(args.inputs["sourceRaw"])["fileName"]
             return f"{args.inputs['datastoreId']}:snippets/{file_name}", outputs
         if args.typ == VM:
             outputs.setdefault("vmId", next(self._next_vm_id))
@@ -197,7 +186,7 @@ def resolve_through_stack_reference(
 def user_data(run: ClusterRun, hostname: str) -> dict[str, Any]:
     """The cloud-config uploaded for ``hostname``, parsed."""
     snippet = run.named(f"{hostname}-user-data")
-    text: str = reveal(snippet.inputs["sourceRaw"])["data"]
+    text: str = unwrap_secrets(snippet.inputs["sourceRaw"])["data"]
     assert text.startswith("#cloud-config\n"), "cloud-init ignores user data without the #cloud-config header"
     document: dict[str, Any] = yaml.safe_load(text)
     return document

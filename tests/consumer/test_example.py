@@ -17,7 +17,6 @@ from tests.consumer.harness import (
     example_config,
     images_outputs,
     k3s_config,
-    reveal,
     run_cluster,
     user_data,
 )
@@ -159,6 +158,3 @@ def test_static_server_address_needs_a_gateway() -> None:
     with pytest.raises(pulumi.RunError, match="k3s-cluster:gateway is required with serverIp"):
         run_cluster(config=config(gateway=None))
 
-
-def test_reveal_only_strips_secret_wrappers() -> None:
-    assert reveal({SECRET_SIG: SECRET_MARKER, "value": {"a": [1]}}) == {"a": [1]}
