@@ -36,8 +36,9 @@ def main() -> int:
     for images in (1, 20):
         with tempfile.TemporaryDirectory() as directory:
             recorded = Path(directory) / "inputs.json"
-            subprocess.run([sys.executable, str(WORKLOADS), "record", f"{images}:{recorded}"], check=True,
-                           capture_output=True)
+            subprocess.run(
+                [sys.executable, str(WORKLOADS), "record", f"{images}:{recorded}"], check=True, capture_output=True
+            )
             program = statistics.median(timed("program", str(images)) for _ in range(repeat))
             baseline = statistics.median(timed("baseline", str(recorded)) for _ in range(repeat))
         overhead = program / baseline - 1

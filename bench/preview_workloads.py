@@ -70,9 +70,16 @@ def run_baseline(path: Path) -> None:
         iso = Component("IsoFile", "iso")
         download = recorded["downloads"][0]
         proxmoxve.download.File(
-            "iso-download", content_type="iso", datastore_id=download["datastoreId"], node_name=download["nodeName"],
-            url=download["url"], file_name=download["fileName"], checksum=download["checksum"],
-            checksum_algorithm="sha256", overwrite=False, upload_timeout=3600,
+            "iso-download",
+            content_type="iso",
+            datastore_id=download["datastoreId"],
+            node_name=download["nodeName"],
+            url=download["url"],
+            file_name=download["fileName"],
+            checksum=download["checksum"],
+            checksum_algorithm="sha256",
+            overwrite=False,
+            upload_timeout=3600,
             opts=pulumi.ResourceOptions(parent=iso, provider=provider),
         )
         templates = {}
@@ -82,13 +89,20 @@ def run_baseline(path: Path) -> None:
             Component("KickstartFile", f"{image_name}-kickstart", pulumi.ResourceOptions(parent=image))
             build = Component("PackerBuild", f"{image_name}-build", pulumi.ResourceOptions(parent=image))
             cmd = command.local.Command(
-                name, create="c", update="u", delete="d", stdin=inputs["stdin"], triggers=inputs["triggers"],
-                environment={"PROXMOX_VE_API_TOKEN": token}, opts=pulumi.ResourceOptions(parent=build),
+                name,
+                create="c",
+                update="u",
+                delete="d",
+                stdin=inputs["stdin"],
+                triggers=inputs["triggers"],
+                environment={"PROXMOX_VE_API_TOKEN": token},
+                opts=pulumi.ResourceOptions(parent=build),
             )
             result = cmd.stdout.apply(lambda out: json.loads(out.splitlines()[-1]))
             template = Component("ProxmoxTemplate", f"{image_name}-template", pulumi.ResourceOptions(parent=image))
             vm = proxmoxve.get_vm_output(
-                id=result.apply(lambda r: r["vmId"]), node_name=result.apply(lambda r: r["node"]),
+                id=result.apply(lambda r: r["vmId"]),
+                node_name=result.apply(lambda r: r["node"]),
                 opts=pulumi.InvokeOutputOptions(parent=template, provider=provider, depends_on=[cmd]),
             )
             templates[image_name] = vm.apply(lambda v: {"vmId": v.id, "name": v.name})

@@ -1,7 +1,8 @@
 """What the build command needs to know, passed to it on stdin as JSON.
 
 Nothing secret belongs here: the spec is stored in Pulumi state and shown in
-diffs. Credentials reach the command through its environment only.
+diffs. Credentials reach the command through its environment only. This module
+does not import the config model, so the build command starts quickly.
 """
 
 from __future__ import annotations
@@ -10,7 +11,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.config import VmIdRange
+
+class IdRange(BaseModel):
+    """VM IDs the build may use (validated in the stack config)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    first: int
+    last: int
 
 
 class BuildSpec(BaseModel):
@@ -28,7 +36,7 @@ class BuildSpec(BaseModel):
     iso_sha256: str
     k3s_version: str
     bridge: str
-    vm_id_range: VmIdRange
+    vm_id_range: IdRange
     retain_previous: int = Field(ge=0)
     timeout_minutes: int = Field(ge=1)
     insecure: bool

@@ -4,6 +4,11 @@ python -m components render      --stack homelab --out DIR
 python -m components validate    --stack homelab
 python -m components fingerprint --stack homelab [--explain]
 python -m components lock        --stack homelab (--check | --update)
+
+The one online command, gc, reads the Proxmox endpoint and token from
+PROXMOX_VE_ENDPOINT / PROXMOX_VE_API_TOKEN (see docs/build-runner.md):
+
+python -m components gc          --stack homelab [--apply]
 """
 
 from __future__ import annotations
@@ -17,13 +22,8 @@ from pathlib import Path
 
 from components.config import ConfigError, StackConfig
 from components.kickstart import BUILD_KEY_PLACEHOLDER, KickstartInvalid
-from components.packer_template import (
-    KICKSTART_FILE,
-    SCRIPTS_DIR,
-    TEMPLATE_FILE,
-    PackerTemplateInvalid,
-    validate_packer_template,
-)
+from components.packer_files import KICKSTART_FILE, SCRIPTS_DIR, TEMPLATE_FILE
+from components.packer_template import PackerTemplateInvalid, validate_packer_template
 from components.plan import ImagePlan, plan_stack
 from components.stackfile import load_stack_file, stack_file_path
 from components.versioning import (
@@ -137,6 +137,20 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- gc: the only command that talks to Proxmox; the work is in components.build.gc.
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from components.build.errors import RunnerError
+    from components.build.gc import run_gc
+
+    config = load_stack_file(_stack_file(args))
+    try:
+        return run_gc(config, args.apply, sys.stdout)
+    except RunnerError as error:
+        raise CommandFailed(str(error)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m components", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +182,9 @@ def _parser() -> argparse.ArgumentParser:
         help="record the current versions and fingerprints",
     )
     lock.set_defaults(run=cmd_lock)
+    gc = command("gc", "list (or --apply: delete) superseded templates and failed-build leftovers on Proxmox")
+    gc.add_argument("--apply", action="store_true", help="delete the unused ones (default: dry run)")
+    gc.set_defaults(run=cmd_gc)
     return parser
 
 

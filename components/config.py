@@ -358,7 +358,7 @@ def _cross_checks(config: StackConfig) -> list[str]:
         known = isos.setdefault(image.iso.file_name, image.iso)
         if known != image.iso:
             problems.append(
-                f"{images_key}[{index}].iso: the same ISO file {image.iso.file_name} is given with another url or sha256"
+                f"{images_key}[{index}].iso: the same ISO file {image.iso.file_name} appears with another url or sha256"
             )
     proxmox = config.proxmox
     nodes = proxmox.template_nodes

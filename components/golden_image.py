@@ -62,20 +62,24 @@ class GoldenImage(pulumi.ComponentResource):
         node_outputs = pulumi.Output.all(
             *(pulumi.Output.all(node, copy.template.vm_id, copy.template.name) for node, copy in per_node.items())
         )
+
+        def entry(values: list[Any]) -> dict[str, Any]:
+            vm_id, node, template_name, result, copies = values
+            nodes = {copy_node: (copy_vm_id, copy_name) for copy_node, copy_vm_id, copy_name in copies}
+            return template_output(plan, vm_id, node, template_name, result, shared=args.shared_storage, nodes=nodes)
+
         self.template = pulumi.Output.all(
             primary.template.vm_id, primary.template.node, primary.template.name, primary.build.result, node_outputs
-        ).apply(
-            lambda values: template_output(
-                plan, *values[:4], shared=args.shared_storage, nodes={n: (v, t) for n, v, t in values[4]}
-            )
-        )
+        ).apply(entry)
         self.register_outputs({"template": self.template})
 
     def _build_on(self, name: str, plan: ImagePlan, args: GoldenImageArgs) -> _NodeTemplate:
         node = plan.build_spec.node
         build = PackerBuild(
             f"{name}-build",
-            PackerBuildArgs(spec=plan.build_spec, endpoint=args.endpoint, api_token=args.api_token, insecure=args.insecure),
+            PackerBuildArgs(
+                spec=plan.build_spec, endpoint=args.endpoint, api_token=args.api_token, insecure=args.insecure
+            ),
             pulumi.ResourceOptions(parent=self, depends_on=[args.isos[node], self.kickstart]),
         )
         template = ProxmoxTemplate(

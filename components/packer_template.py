@@ -13,20 +13,19 @@ from typing import Any
 
 from components.config import BuildSettings, Image, ProxmoxSettings
 from components.kickstart import BUILD_KEY_PLACEHOLDER
+from components.packer_files import (
+    KICKSTART_FILE,
+    MANIFEST_FILE,
+    SCRIPTS_DIR,
+    VAR_DESCRIPTION,
+    VAR_PRIVATE_KEY_FILE,
+    VAR_PUBLIC_KEY,
+    VAR_TAGS,
+    VAR_VM_ID,
+)
 
 PLUGIN_SOURCE = "github.com/hashicorp/proxmox"
-TEMPLATE_FILE = "build.pkr.json"
-MANIFEST_FILE = "manifest.json"
-KICKSTART_FILE = "ks.cfg"
-SCRIPTS_DIR = "scripts"
 PROVISIONING_SCRIPTS = ("install-k3s.sh", "seal.sh")
-
-# Variables the build command provides through PKR_VAR_<name>.
-VAR_VM_ID = "vm_id"
-VAR_PUBLIC_KEY = "build_ssh_public_key"
-VAR_PRIVATE_KEY_FILE = "build_ssh_private_key_file"
-VAR_DESCRIPTION = "template_description"
-VAR_TAGS = "tags"
 
 # One controller per disk: lets io_thread work for SCSI disks.
 SCSI_CONTROLLER = "virtio-scsi-single"

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from components.build_spec import BuildSpec
+from components.build_spec import BuildSpec, IdRange
 from components.config import Image, StackConfig
 from components.fingerprint import combine, fingerprint_parts
 from components.kickstart import KICKSTART_DIR, render_kickstart, validate_kickstart
@@ -75,7 +75,7 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
         iso_sha256=image.iso.sha256,
         k3s_version=image.k3s.version,
         bridge=config.proxmox.bridge,
-        vm_id_range=config.proxmox.vm_id_range,
+        vm_id_range=IdRange(first=config.proxmox.vm_id_range.first, last=config.proxmox.vm_id_range.last),
         retain_previous=config.build.retain_previous,
         timeout_minutes=config.build.timeout_minutes,
         insecure=config.insecure,

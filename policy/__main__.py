@@ -1,7 +1,13 @@
 """Pulumi policy pack: ``pulumi preview --policy-pack policy``."""
 
 from homelab_policies import build_triggers, guest_agent, no_plaintext_secrets, selinux_enforcing, uefi_firmware
-from pulumi_policy import EnforcementLevel, PolicyPack, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyPack,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+)
 
 
 def _policy(name: str, description: str, check) -> ResourceValidationPolicy:  # type: ignore[no-untyped-def]
@@ -17,8 +23,11 @@ def _policy(name: str, description: str, check) -> ResourceValidationPolicy:  # 
 PolicyPack(
     name="homelab-images-guardrails",
     policies=[
-        _policy("no-plaintext-secrets", "Command inputs carry no credentials outside the secret environment.",
-                no_plaintext_secrets),
+        _policy(
+            "no-plaintext-secrets",
+            "Command inputs carry no credentials outside the secret environment.",
+            no_plaintext_secrets,
+        ),
         _policy("uefi-templates", "Templates are built with UEFI firmware (OVMF + EFI disk).", uefi_firmware),
         _policy("selinux-enforcing", "The kickstart keeps SELinux enforcing.", selinux_enforcing),
         _policy("guest-agent", "The template runs the QEMU guest agent.", guest_agent),

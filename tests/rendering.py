@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from components.config import load_config
 from components.plan import ImagePlan, plan_stack
 from tests.stack_files import Mutation, mutated_config
 
-FIXED_NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+FIXED_NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def plan_for(mutate: Mutation | None = None, now: datetime = FIXED_NOW) -> ImagePlan:

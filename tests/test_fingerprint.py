@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import shutil
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +225,7 @@ def test_only_kickstart_sources_are_read(workspace: Workspace, monkeypatch: pyte
 
 
 def test_freshness_rebuilds_once_per_period(workspace: Workspace) -> None:
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     epochs = {freshness_epoch("30d", start + timedelta(days=day)) for day in range(0, 30)}
     assert len(epochs) <= 2
     assert freshness_epoch("30d", start) != freshness_epoch("30d", start + timedelta(days=31))

@@ -94,7 +94,7 @@ def test_preview_fails_on_unbumped_change_when_strict() -> None:
     def unbumped(config: dict[str, Any]) -> None:
         image(config)["partitioning"]["rootMinGiB"] = 10
 
-    with pytest.raises(pulumi.RunError, match="changed but its version did not.*strictVersioning is on"):
+    with pytest.raises(pulumi.RunError, match=r"changed but its version did not.*strictVersioning is on"):
         run_program(config=mutated_config(unbumped))
 
 

@@ -157,4 +157,3 @@ def test_unresolvable_template_fails_with_a_clear_error(
 def test_static_server_address_needs_a_gateway() -> None:
     with pytest.raises(pulumi.RunError, match="k3s-cluster:gateway is required with serverIp"):
         run_cluster(config=config(gateway=None))
-

@@ -1,0 +1,168 @@
+"""Overhead of the build command besides Packer, against fakepve with instant tasks.
+
+Runs N replacement cycles the way pulumi-command runs them (create of a new
+build, then delete of the previous one), with the stand-in Packer from
+tests/fakes. The runner's overhead per build is the create's wall time minus the
+time the stand-in Packer spent (it records it); retire time is the delete's
+wall time. Both include starting the Python interpreter. Target: <= 5 s.
+
+    venv/bin/python bench/bench_runner.py [-n 5] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fakepve import FakePve  # noqa: E402
+from fakepve.certs import make_cert  # noqa: E402
+
+from components.build.commands import CREATE_COMMAND, DELETE_COMMAND  # noqa: E402
+from components.build.preflight import REQUIRED_PRIVILEGES  # noqa: E402
+from components.build_spec import BuildSpec  # noqa: E402
+from components.plan import plan_stack  # noqa: E402
+from components.stackfile import load_stack_file  # noqa: E402
+
+TARGET_SECONDS = 5.0
+TOKEN_ID = "images@pve!build"
+SECRET = "bench-secret-0123456789"
+
+
+class ServedFake:
+    """fakepve on its own event loop in a thread, with every task finishing instantly."""
+
+    def __init__(self, directory: Path) -> None:
+        self.cafile, keyfile, _ = make_cert(str(directory), hosts=("127.0.0.1",))
+        self.pve = FakePve(host="127.0.0.1", port=0)
+        self.pve.time_scale = 0
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.pve.start(self.cafile, keyfile), self.loop).result(30)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.pve.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def prepare(pve: Any) -> None:
+    pve.apitokens[TOKEN_ID] = SECRET
+    paths = {
+        "/vms/<vmid>": "/vms",
+        "/storage/<vmStorage>": "/storage/local-lvm",
+        "/storage/<isoStorage>": "/storage/local",
+        "/sdn/zones/localnetwork/<bridge>": "/sdn/zones/localnetwork/vmbr0",
+        "/nodes/<node>": "/nodes/pve1",
+    }
+    for template, path in paths.items():
+        pve.grant(TOKEN_ID, path, *REQUIRED_PRIVILEGES[template])
+    pve.store_file("local", "AlmaLinux-9.7-x86_64-boot.iso", 64 * 1024**2)
+
+
+def spec_for(base: BuildSpec, build: int, cafile: str) -> BuildSpec:
+    version = f"1.{build}.0"
+    name = f"{base.image}-v{version}"
+    template = copy.deepcopy(base.packer_template)
+    source = next(iter(template["source"]["proxmox-iso"].values()))
+    source["vm_name"] = source["template_name"] = name
+    fingerprint = f"{build:064x}"
+    return base.model_copy(
+        update={"version": version, "template_name": name, "fingerprint": fingerprint,
+                "packer_template": template, "ca_bundle": cafile}
+    )  # fmt: skip
+
+
+def run(command: str, spec: BuildSpec, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    done = subprocess.run(
+        ["/bin/sh", "-c", command], input=spec.to_stdin(), env=env, cwd=REPO,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return done, time.monotonic() - started
+
+
+def packer_seconds(record: Path) -> float:
+    if not record.exists():
+        return 0.0
+    seconds = sum(float(json.loads(line)["seconds"]) for line in record.read_text().splitlines())
+    record.unlink()
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=5, help="builds to run")
+    parser.add_argument("--check", action="store_true", help=f"exit 1 if a build's overhead exceeds {TARGET_SECONDS}s")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-runner-") as scratch:
+        root = Path(scratch)
+        fake = ServedFake(root)
+        prepare(fake.pve)
+        bin_dir = root / "bin"
+        bin_dir.mkdir()
+        wrapper = bin_dir / "packer"
+        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{REPO / "tests" / "fakes" / "packer"}" "$@"\n')
+        wrapper.chmod(0o755)
+        record = root / "packer.jsonl"
+        env = {
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "HOME": str(root),
+            "HOMELAB_IMAGES_PYTHON": sys.executable,
+            "HOMELAB_IMAGES_STATE_DIR": str(root / "state"),
+            "PROXMOX_VE_ENDPOINT": f"https://127.0.0.1:{fake.pve.port}/",
+            "PROXMOX_VE_API_TOKEN": f"{TOKEN_ID}={SECRET}",
+            "PROXMOX_VE_INSECURE": "false",
+            "FAKE_PACKER_RECORD": str(record),
+        }
+        base = plan_stack(load_stack_file(REPO / "Pulumi.homelab.yaml"), datetime.now(UTC))[0].build_spec
+        overheads: list[float] = []
+        retires: list[float] = []
+        previous: tuple[BuildSpec, str] | None = None
+        print(f"{'build':>5} {'create s':>9} {'packer s':>9} {'overhead s':>11} {'retire s':>9}  vmId")
+        try:
+            for build in range(1, args.n + 1):
+                spec = spec_for(base, build, fake.cafile)
+                created, wall = run(CREATE_COMMAND, spec, env)
+                if created.returncode != 0:
+                    print(created.stderr, file=sys.stderr)
+                    return 1
+                packer = packer_seconds(record)
+                overheads.append(wall - packer)
+                retire = 0.0
+                if previous is not None:
+                    old_spec, old_stdout = previous
+                    deleted, retire = run(DELETE_COMMAND, old_spec, {**env, "PULUMI_COMMAND_STDOUT": old_stdout})
+                    if deleted.returncode != 0:
+                        print(deleted.stderr, file=sys.stderr)
+                        return 1
+                    retires.append(retire)
+                previous = (spec, created.stdout)
+                vmid = json.loads(created.stdout.splitlines()[-1])["vmId"]
+                print(f"{build:>5} {wall:>9.2f} {packer:>9.2f} {wall - packer:>11.2f} {retire:>9.2f}  {vmid}")
+        finally:
+            fake.stop()
+    worst = max(overheads)
+    print(
+        f"runner overhead per build: mean {statistics.mean(overheads):.2f}s, max {worst:.2f}s "
+        f"(target <= {TARGET_SECONDS:.0f}s); retire mean {statistics.mean(retires or [0.0]):.2f}s"
+    )
+    return 1 if args.check and worst > TARGET_SECONDS else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

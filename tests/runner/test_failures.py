@@ -1,0 +1,154 @@
+"""Failed, killed, interrupted and raced builds leave no VM behind and end with a clear message."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.ownership import build_tags, join_tags
+from tests.runner.conftest import Run, Runner, finish, interrupt, make_vm, tags_of, vms
+
+
+def wait_until_building(pve: Any, pidfile: Path, vmid: int = 9000, timeout: float = 20.0) -> int:
+    """Until the stand-in Packer has created its VM and hangs 'waiting for SSH'."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pidfile.exists() and pidfile.read_text() and vmid in vms(pve):
+            time.sleep(0.2)
+            return int(pidfile.read_text())
+        time.sleep(0.05)
+    raise AssertionError("the build never started")
+
+
+def assert_failed_cleanly(run: Run, runner: Runner, pve: Any, code: int = 1) -> str:
+    run.assert_clean()
+    assert run.returncode == code, run.stderr
+    assert run.stdout == "", "a failed build prints no result"
+    assert vms(pve) == {}, "a failed build leaves no VM behind"
+    assert runner.leftover_files() == []
+    assert len(run.errors) == 1, run.stderr
+    return run.errors[0]
+
+
+def test_packer_exiting_1_is_reported_with_its_error(runner: Runner, pve: Any) -> None:
+    error = assert_failed_cleanly(runner.create(FAKE_PACKER_FAIL_AT="provision"), runner, pve)
+    assert error.startswith("error: Packer build failed (exit 1): ")
+    assert "Script exited with non-zero exit status: 1" in error
+    assert "VM 9000 on node pve1" in error
+
+
+def test_what_packer_leaves_behind_the_runner_removes(runner: Runner, pve: Any) -> None:
+    run = runner.create(FAKE_PACKER_FAIL_AT="provision", FAKE_PACKER_LEAVE_VM="1")
+    assert_failed_cleanly(run, runner, pve)
+    assert "removed the unfinished build VM 9000 that Packer left behind" in run.stderr
+
+
+def test_packer_killed(runner: Runner, pve: Any) -> None:
+    pidfile = runner.root / "packer.pid"
+    process = runner.start_create(FAKE_PACKER_HANG="1", FAKE_PACKER_PIDFILE=str(pidfile))
+    os.kill(wait_until_building(pve, pidfile), signal.SIGKILL)
+    error = assert_failed_cleanly(finish(process), runner, pve)
+    assert error.startswith("error: Packer was killed (signal 9), VM 9000 on node pve1")
+
+
+@pytest.mark.parametrize(("signum", "packer_cleans_up"), [(signal.SIGINT, True), (signal.SIGTERM, False)])
+def test_interrupted_build_is_forwarded_to_packer_and_cleaned_up(
+    runner: Runner, pve: Any, signum: int, packer_cleans_up: bool
+) -> None:
+    pidfile = runner.root / "packer.pid"
+    env = {"FAKE_PACKER_HANG": "1", "FAKE_PACKER_PIDFILE": str(pidfile)}
+    if not packer_cleans_up:
+        env["FAKE_PACKER_LEAVE_VM"] = "1"
+    process = runner.start_create(None, **env)
+    wait_until_building(pve, pidfile)
+    interrupt(process, signum)
+    run = finish(process)
+    # /bin/sh dies of the signal too (it does not exec the runner); the runner still finishes its cleanup.
+    assert run.returncode in (-signum, 128 + signum)
+    error = assert_failed_cleanly(run, runner, pve, code=run.returncode)
+    assert f"interrupted by {signal.Signals(signum).name}" in error
+    assert "forwarded to Packer" in run.stderr
+    assert "build was cancelled" in run.stderr, "Packer itself saw the signal"
+
+
+def test_timeout_interrupts_packer_and_removes_the_vm(runner: Runner, pve: Any) -> None:
+    run = runner.create(FAKE_PACKER_HANG="1", FAKE_PACKER_LEAVE_VM="1", HOMELAB_IMAGES_TIMEOUT_SECONDS="1.5")
+    error = assert_failed_cleanly(run, runner, pve)
+    assert error.startswith("error: the build exceeded its timeout of 1.5 seconds, VM 9000 on node pve1")
+    assert "timeout reached: interrupting Packer" in run.stderr
+
+
+def test_result_is_read_from_the_manifest_never_guessed(runner: Runner, pve: Any) -> None:
+    error = assert_failed_cleanly(runner.create(FAKE_PACKER_NO_MANIFEST="1"), runner, pve)
+    assert error.startswith("error: Packer reported success but wrote no manifest")
+
+
+def test_full_storage_is_reported_and_not_retried(runner: Runner, pve: Any) -> None:
+    pve.storages["local-lvm"]["avail"] = 10 * 1024**3
+    run = runner.create()
+    error = assert_failed_cleanly(run, runner, pve)
+    assert error.startswith("error: Packer build failed: storage is full (No space left on device)")
+    assert len(runner.packer_calls()) == 2, "packer init + one build: a full storage is not retried"
+
+
+def test_vm_id_held_by_a_foreign_vm_is_skipped_and_left_alone(runner: Runner, pve: Any, root: Any) -> None:
+    make_vm(root, 9000, "someone-elses-vm")
+    run = runner.create()
+    assert run.returncode == 0, run.stderr
+    assert run.result["vmId"] == 9001
+    foreign = vms(pve)[9000]
+    assert foreign.name == "someone-elses-vm" and not foreign.template and tags_of(foreign) == set()
+
+
+def test_range_full_of_foreign_vms_is_a_clear_error(runner: Runner, pve: Any, root: Any) -> None:
+    range_ = runner.spec.vm_id_range.model_copy(update={"first": 9000, "last": 9001})
+    make_vm(root, 9000, "db-1")
+    make_vm(root, 9001, "db-2")
+    run = runner.create(runner.spec.model_copy(update={"vm_id_range": range_}))
+    assert run.returncode == 1
+    assert run.errors[0].startswith(
+        "error: no free VM ID in vmIdRange 9000-9001 (held by VMs not built by this program: 9000, 9001), "
+        "homelab-images:proxmox.vmIdRange:"
+    )
+    assert runner.packer_calls() == []
+
+
+def test_template_name_held_by_a_foreign_vm_is_a_clear_error(runner: Runner, pve: Any, root: Any) -> None:
+    make_vm(root, 120, runner.spec.template_name)
+    run = runner.create()
+    assert run.returncode == 1
+    assert run.errors[0].startswith(
+        f"error: the template name {runner.spec.template_name} is taken by VM 120 ({runner.spec.template_name}) "
+        "on pve1, which this program did not build"
+    )
+    assert set(vms(pve)) == {120}
+
+
+def test_id_taken_by_a_racing_build_moves_on_to_the_next_id(runner: Runner, pve: Any) -> None:
+    run = runner.create(FAKE_PACKER_RACE=str(runner.root / "raced"))
+    run.assert_clean()
+    assert run.returncode == 0, run.stderr
+    assert run.result["vmId"] == 9001
+    assert "VM ID 9000 was taken by another VM first; trying the next free ID" in run.stderr
+    racer = vms(pve)[9000]
+    assert racer.name == "someone-elses-vm", "the other VM is never touched"
+
+
+def test_leftover_of_a_crashed_build_is_removed_before_the_next_build(runner: Runner, pve: Any, root: Any) -> None:
+    spec = runner.spec
+    crashed = build_tags(spec.image, spec.version, "e" * 64)
+    make_vm(root, 9000, spec.template_name, tags=join_tags(crashed))
+    root.nodes("pve1").qemu(9000).status.start.post()
+    run = runner.create()
+    assert run.returncode == 0, run.stderr
+    assert (
+        "removing the leftover of an earlier failed or interrupted build: VM 9000 "
+        f"({spec.template_name}) on pve1" in run.stderr
+    )
+    assert set(vms(pve)) == {run.result["vmId"]}
+    assert run.result["fingerprint"] == spec.fingerprint

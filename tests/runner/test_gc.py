@@ -1,0 +1,82 @@
+"""`python -m components gc --stack homelab [--apply]`: superseded templates and leftovers, ours only."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+from components.ownership import SUPERSEDED_TAG, build_tags, join_tags
+from tests.runner.conftest import REPO, SECRET, Runner, make_vm, vms
+
+IMAGE = "alma9-k3s-node-amd64"
+
+
+def owned_tags(image: str, fingerprint_char: str, *extra: str, pending: bool = False) -> str:
+    tags = build_tags(image, "1.0.0", fingerprint_char * 64)
+    if not pending:
+        tags.remove("build-pending")
+    return join_tags([*tags, *extra])
+
+
+def provenance(built_at: str) -> str:
+    return f"fingerprint: {'0' * 64}\nbuilt at: {built_at}\nbuilt by homelab-images"
+
+
+def gc(runner: Runner, *args: str) -> subprocess.CompletedProcess[str]:
+    env = runner.env(REQUESTS_CA_BUNDLE=runner.cafile)
+    return subprocess.run(
+        [sys.executable, "-m", "components", "gc", "--stack", "homelab", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def cluster_with_garbage(root: Any) -> None:
+    superseded = owned_tags(IMAGE, "a", SUPERSEDED_TAG)
+    make_vm(root, 9000, "v0-oldest", superseded, provenance("2026-01-01T00:00:00Z"), template=True)
+    make_vm(root, 9001, "v1-rollback", superseded, provenance("2026-02-01T00:00:00Z"), template=True)
+    make_vm(root, 9002, "v2-current", owned_tags(IMAGE, "b"), provenance("2026-03-01T00:00:00Z"), template=True)
+    make_vm(root, 9003, "crashed-build", owned_tags(IMAGE, "c", pending=True))
+    make_vm(root, 9004, "v-protected", superseded, provenance("2025-12-01T00:00:00Z"), template=True)
+    root.nodes("pve1").qemu(9004).config.put(protection=1)
+    retired_image = owned_tags("retired-image", "d", SUPERSEDED_TAG)
+    make_vm(root, 9010, "retired-image-v3", retired_image, provenance("2026-01-15T00:00:00Z"), template=True)
+    make_vm(root, 9020, "not-ours", join_tags([SUPERSEDED_TAG, f"image.{IMAGE}"]), template=True)
+
+
+def test_gc_dry_run_lists_and_apply_deletes_only_unused_garbage_of_ours(runner: Runner, pve: Any, root: Any) -> None:
+    cluster_with_garbage(root)
+
+    dry = gc(runner)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines() == [
+        "VM 9000 v0-oldest on pve1: superseded, beyond retainPrevious=1: would delete",
+        "VM 9003 crashed-build on pve1: leftover of a failed or interrupted build: would delete",
+        "VM 9004 v-protected on pve1: superseded, beyond retainPrevious=1: in use (protection is on), kept",
+        "VM 9010 retired-image-v3 on pve1: superseded, image no longer configured: would delete",
+        "dry run: nothing was deleted; run again with --apply to delete the VMs marked 'would delete'",
+    ]
+    assert set(vms(pve)) == {9000, 9001, 9002, 9003, 9004, 9010, 9020}
+
+    pve.fail("DELETE", "/nodes/pve1/qemu/9010", error="base_volume_still_use_linked", times=1)
+    applied = gc(runner, "--apply")
+    assert applied.returncode == 0, applied.stderr
+    assert (
+        "VM 9010 retired-image-v3 on pve1: superseded, image no longer configured: "
+        "in use (linked clones still use its disks), kept"
+    ) in applied.stdout
+    assert set(vms(pve)) == {9001, 9002, 9004, 9010, 9020}
+    for text in (dry.stdout, dry.stderr, applied.stdout, applied.stderr):
+        assert SECRET not in text
+
+
+def test_gc_with_nothing_to_collect(runner: Runner, root: Any) -> None:
+    make_vm(root, 9002, "v2-current", owned_tags(IMAGE, "b"), provenance("2026-03-01T00:00:00Z"), template=True)
+    run = gc(runner, "--apply")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("nothing to collect")
