@@ -81,10 +81,9 @@ def spec_for(base: BuildSpec, build: int, cafile: str) -> BuildSpec:
     source = next(iter(template["source"]["proxmox-iso"].values()))
     source["vm_name"] = source["template_name"] = name
     fingerprint = f"{build:064x}"
-    return base.model_copy(
-        update={"version": version, "template_name": name, "fingerprint": fingerprint,
-                "packer_template": template, "ca_bundle": cafile}
-    )  # fmt: skip
+    return base.replace(
+        version=version, template_name=name, fingerprint=fingerprint, packer_template=template, ca_bundle=cafile
+    )
 
 
 def run(command: str, spec: BuildSpec, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float]:

@@ -96,5 +96,5 @@ def plan_for_node(plan: ImagePlan, node: str) -> ImagePlan:
     template = copy.deepcopy(plan.packer_template)
     for source in template["source"]["proxmox-iso"].values():
         source["node"] = node
-    spec = plan.build_spec.model_copy(update={"node": node, "packer_template": template})
+    spec = plan.build_spec.replace(node=node, packer_template=template)
     return dataclasses.replace(plan, packer_template=template, build_spec=spec)

@@ -14,8 +14,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from components.build import runner
 from components.build.console import Console
 from components.build.env import TOKEN_VAR, read_credentials, read_tuning
@@ -23,6 +21,7 @@ from components.build.errors import EXIT_INVALID, Interrupted, RunnerError
 from components.build.proxmox import ApiError, Retrier, connect, explain
 from components.build.signals import SignalHub
 from components.build_spec import BuildSpec
+from components.records import RecordError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,11 +40,9 @@ def read_spec(text: str) -> BuildSpec:
         )
     try:
         return BuildSpec.from_stdin(text)
-    except ValidationError as error:
-        first = error.errors()[0]
-        location = ".".join(str(part) for part in first["loc"]) or "spec"
+    except RecordError as error:
         raise RunnerError(
-            f"the build spec on stdin is invalid ({location}: {first['msg']})",
+            f"the build spec on stdin is invalid ({error})",
             "stdin of the build command",
             "the Pulumi component writes it: make sure the component and the runner come from the same commit",
             EXIT_INVALID,

@@ -242,14 +242,14 @@ def create(ctx: Context) -> BuildResult:
                 f"(verification {time.monotonic() - verify_started:.1f}s, runner overhead {overhead:.1f}s)"
             )
             return BuildResult(
-                vmId=artifact,
+                vm_id=artifact,
                 node=spec.node,
                 name=spec.template_name,
                 version=spec.version,
                 fingerprint=spec.fingerprint,
                 storage=spec.vm_storage,
-                builtAt=built_at,
-                sourceCommit=commit,
+                built_at=built_at,
+                source_commit=commit,
                 retained=retained,
             )
         except BaseException:

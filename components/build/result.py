@@ -3,35 +3,34 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-
-class RetainedTemplate(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
-
-    vm_id: int = Field(alias="vmId")
-    name: str
-    version: str | None
-    fingerprint: str | None
-    built_at: str | None = Field(alias="builtAt")
+from components.records import Record, RecordError, alias
 
 
-class BuildResult(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+@dataclass(frozen=True)
+class RetainedTemplate(Record):
+    vm_id: int = alias("vmId")
+    name: str = alias("name")
+    version: str | None = alias("version")
+    fingerprint: str | None = alias("fingerprint")
+    built_at: str | None = alias("builtAt")
 
-    vm_id: int = Field(alias="vmId")
-    node: str
-    name: str
-    version: str
-    fingerprint: str
-    storage: str
-    built_at: str = Field(alias="builtAt")
-    source_commit: str | None = Field(alias="sourceCommit")
-    retained: list[RetainedTemplate] = Field(default_factory=list)
+
+@dataclass(frozen=True)
+class BuildResult(Record):
+    vm_id: int = alias("vmId")
+    node: str = alias("node")
+    name: str = alias("name")
+    version: str = alias("version")
+    fingerprint: str = alias("fingerprint")
+    storage: str = alias("storage")
+    built_at: str = alias("builtAt")
+    source_commit: str | None = alias("sourceCommit")
+    retained: list[RetainedTemplate] = field(default_factory=list)
 
     def to_line(self) -> str:
-        return json.dumps(self.model_dump(by_alias=True), separators=(",", ":"), sort_keys=False)
+        return self.to_json()
 
 
 def last_json_line(text: str | None) -> dict[str, object] | None:
@@ -53,6 +52,6 @@ def parse_result(text: str | None) -> BuildResult | None:
     if value is None:
         return None
     try:
-        return BuildResult.model_validate(value)
-    except ValidationError:
+        return BuildResult.from_mapping(value)
+    except RecordError:
         return None

@@ -91,11 +91,11 @@ def retained_templates(
     kept = newest_first([detail(api, retry, g) for g in older])[: spec.retain_previous]
     return [
         RetainedTemplate(
-            vmId=d.guest.vmid,
+            vm_id=d.guest.vmid,
             name=d.guest.name,
             version=d.guest.ownership.version,
             fingerprint=d.fingerprint,
-            builtAt=d.built_at,
+            built_at=d.built_at,
         )
         for d in kept
     ]

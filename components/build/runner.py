@@ -77,8 +77,8 @@ def update(ctx: Context) -> BuildResult:
     ctx.console.stage(f"template {previous.name} (VM {previous.vm_id}) verified; nothing to rebuild")
     if previous.version != spec.version or previous.name != spec.template_name:
         relabel(ctx, previous)
-        return previous.model_copy(update={"retained": retained, "version": spec.version, "name": spec.template_name})
-    return previous.model_copy(update={"retained": retained})
+        return previous.replace(retained=retained, version=spec.version, name=spec.template_name)
+    return previous.replace(retained=retained)
 
 
 def relabel(ctx: Context, previous: BuildResult) -> None:

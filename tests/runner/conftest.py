@@ -207,7 +207,7 @@ def runner(pve: Any, fakepve_cafile: str, tmp_path: Path) -> Iterator[Runner]:
     wrapper = tmp_path / "bin" / "packer"
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STAND_IN_PACKER}" "$@"\n')
     wrapper.chmod(0o755)
-    spec = shipped_spec().model_copy(update={"ca_bundle": fakepve_cafile})
+    spec = shipped_spec().replace(ca_bundle=fakepve_cafile)
     yield Runner(pve, fakepve_cafile, tmp_path, spec)
 
 
@@ -254,11 +254,9 @@ def next_spec(spec: BuildSpec, version: str, fingerprint_char: str) -> BuildSpec
     template = copy.deepcopy(spec.packer_template)
     source = next(iter(template["source"]["proxmox-iso"].values()))
     source["vm_name"] = source["template_name"] = name
-    return spec.model_copy(
-        update={
-            "version": version,
-            "template_name": name,
-            "fingerprint": fingerprint_char * 64,
-            "packer_template": template,
-        }
+    return spec.replace(
+        version=version,
+        template_name=name,
+        fingerprint=fingerprint_char * 64,
+        packer_template=template,
     )

@@ -66,7 +66,7 @@ def test_update_reverifies_the_template_and_reprints_the_result(runner: Runner, 
     created = runner.create()
     assert created.returncode == 0, created.stderr
 
-    updated = runner.update(created, runner.spec.model_copy(update={"timeout_minutes": 120}))
+    updated = runner.update(created, runner.spec.replace(timeout_minutes=120))
     updated.assert_clean()
     assert updated.returncode == 0, updated.stderr
     assert updated.result == created.result
@@ -111,7 +111,7 @@ def test_rebuild_creates_the_new_template_first_and_retires_the_old_one(runner: 
 
 
 def test_without_retention_the_replaced_template_is_deleted(runner: Runner, pve: Any) -> None:
-    spec = runner.spec.model_copy(update={"retain_previous": 0})
+    spec = runner.spec.replace(retain_previous=0)
     first = runner.create(spec)
     second = runner.create(next_spec(spec, "1.1.0", "d"))
     assert second.returncode == 0, second.stderr
@@ -123,9 +123,7 @@ def test_without_retention_the_replaced_template_is_deleted(runner: Runner, pve:
 def test_version_bump_without_content_change_renames_instead_of_rebuilding(runner: Runner, pve: Any) -> None:
     created = runner.create()
     assert created.returncode == 0, created.stderr
-    bumped = runner.spec.model_copy(
-        update={"version": "1.0.1", "template_name": runner.spec.template_name.replace("v1.0.0", "v1.0.1")}
-    )
+    bumped = runner.spec.replace(version="1.0.1", template_name=runner.spec.template_name.replace("v1.0.0", "v1.0.1"))
     updated = runner.update(created, bumped)
     updated.assert_clean()
     assert updated.returncode == 0, updated.stderr

@@ -106,10 +106,10 @@ def test_vm_id_held_by_a_foreign_vm_is_skipped_and_left_alone(runner: Runner, pv
 
 
 def test_range_full_of_foreign_vms_is_a_clear_error(runner: Runner, pve: Any, root: Any) -> None:
-    range_ = runner.spec.vm_id_range.model_copy(update={"first": 9000, "last": 9001})
+    range_ = runner.spec.vm_id_range.replace(first=9000, last=9001)
     make_vm(root, 9000, "db-1")
     make_vm(root, 9001, "db-2")
-    run = runner.create(runner.spec.model_copy(update={"vm_id_range": range_}))
+    run = runner.create(runner.spec.replace(vm_id_range=range_))
     assert run.returncode == 1
     assert run.errors[0].startswith(
         "error: no free VM ID in vmIdRange 9000-9001 (held by VMs not built by this program: 9000, 9001), "

@@ -56,7 +56,7 @@ def test_a_privilege_granted_on_a_parent_path_counts(runner: Runner, fakepve: An
 
 
 def test_missing_storage(runner: Runner, pve: Any) -> None:
-    spec = runner.spec.model_copy(update={"vm_storage": "fast-nvme"})
+    spec = runner.spec.replace(vm_storage="fast-nvme")
     pve.grant(TOKEN_ID, "/storage/fast-nvme", "Datastore.AllocateSpace", "Datastore.Audit")
     error = assert_stopped_before_packer(runner.create(spec), runner, pve)
     assert error.startswith("error: storage fast-nvme does not exist on node pve1")
@@ -64,13 +64,13 @@ def test_missing_storage(runner: Runner, pve: Any) -> None:
 
 
 def test_storage_without_iso_content(runner: Runner, pve: Any) -> None:
-    spec = runner.spec.model_copy(update={"iso_storage": "local-lvm"})
+    spec = runner.spec.replace(iso_storage="local-lvm")
     error = assert_stopped_before_packer(runner.create(spec), runner, pve)
     assert "storage local-lvm does not hold content type 'iso'" in error
 
 
 def test_missing_bridge(runner: Runner, pve: Any) -> None:
-    spec = runner.spec.model_copy(update={"bridge": "vmbr9"})
+    spec = runner.spec.replace(bridge="vmbr9")
     pve.grant(TOKEN_ID, "/sdn/zones/localnetwork/vmbr9", "SDN.Use")
     error = assert_stopped_before_packer(runner.create(spec), runner, pve)
     assert error.startswith("error: bridge vmbr9 does not exist on node pve1")
@@ -78,7 +78,7 @@ def test_missing_bridge(runner: Runner, pve: Any) -> None:
 
 
 def test_missing_iso(runner: Runner, pve: Any) -> None:
-    spec = runner.spec.model_copy(update={"iso_volume": "local:iso/AlmaLinux-9.8-x86_64-boot.iso"})
+    spec = runner.spec.replace(iso_volume="local:iso/AlmaLinux-9.8-x86_64-boot.iso")
     error = assert_stopped_before_packer(runner.create(spec), runner, pve)
     assert error.startswith("error: ISO volume local:iso/AlmaLinux-9.8-x86_64-boot.iso does not exist")
 
@@ -98,7 +98,7 @@ def test_quorum_lost_is_not_retried(runner: Runner, pve: Any) -> None:
 
 
 def test_untrusted_certificate_fails_tls_verification(runner: Runner, pve: Any) -> None:
-    spec = runner.spec.model_copy(update={"ca_bundle": None})
+    spec = runner.spec.replace(ca_bundle=None)
     error = assert_stopped_before_packer(runner.create(spec), runner, pve)
     assert error.startswith("error: TLS verification of the Proxmox API failed")
     assert "caBundle" in error
@@ -107,7 +107,7 @@ def test_untrusted_certificate_fails_tls_verification(runner: Runner, pve: Any) 
 def test_insecure_only_when_configured_and_with_a_warning(runner: Runner, pve: Any) -> None:
     template = copy.deepcopy(runner.spec.packer_template)
     next(iter(template["source"]["proxmox-iso"].values()))["insecure_skip_tls_verify"] = True
-    spec = runner.spec.model_copy(update={"ca_bundle": None, "insecure": True, "packer_template": template})
+    spec = runner.spec.replace(ca_bundle=None, insecure=True, packer_template=template)
     run = runner.create(spec)
     run.assert_clean()
     assert run.returncode == 0, run.stderr
