@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from components.build.console import Console
-from components.build.env import ENDPOINT_VAR, read_credentials, read_tuning
+from components.build.env import ENDPOINT_VAR, TOKEN_VAR, read_credentials, read_tuning
+from components.build.errors import EXIT_INVALID, RunnerError
 from components.build.inventory import Guest, detail, list_guests, newest_first
 from components.build.proxmox import Api, ApiError, Retrier, connect, explain
 from components.build.retire import Outcome, TagCheck, remove_owned
@@ -68,6 +69,13 @@ def run_gc(config: StackConfig, apply: bool, out: TextIO, environ: Mapping[str, 
     environ = dict(os.environ if environ is None else environ)
     environ.setdefault(ENDPOINT_VAR, config.endpoint)
     console = Console()
+    if not environ.get(TOKEN_VAR):
+        raise RunnerError(
+            f"{TOKEN_VAR} is not set",
+            "python -m components gc",
+            f"export {TOKEN_VAR}='user@realm!tokenid=secret' (the token of proxmoxve:apiToken) and run again",
+            EXIT_INVALID,
+        )
     creds = read_credentials(environ)
     console.add_secret(creds.secret)
     tuning = read_tuning(environ)

@@ -80,3 +80,22 @@ def test_gc_with_nothing_to_collect(runner: Runner, root: Any) -> None:
     run = gc(runner, "--apply")
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("nothing to collect")
+
+
+def test_gc_without_a_token_says_how_to_provide_it(runner: Runner) -> None:
+    env = runner.env()
+    del env["PROXMOX_VE_API_TOKEN"]
+    done = subprocess.run(
+        [sys.executable, "-m", "components", "gc", "--stack", "homelab"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip() == (
+        "error: PROXMOX_VE_API_TOKEN is not set, python -m components gc: "
+        "export PROXMOX_VE_API_TOKEN='user@realm!tokenid=secret' (the token of proxmoxve:apiToken) and run again"
+    )
