@@ -21,9 +21,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def stack_config(images: int) -> dict[str, Any]:
-    from tests.pulumi_harness import shipped_config
+    from tests.pulumi_harness import fixture_config
 
-    config = shipped_config()
+    config = fixture_config()
     template = config["homelab-images:images"][0]
     config["homelab-images:images"] = [{**template, "name": f"alma9-k3s-bench-{index:02d}"} for index in range(images)]
     config["homelab-images:proxmox"]["vmIdRange"] = {"first": 9000, "last": 9000 + images * 4}

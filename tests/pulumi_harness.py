@@ -20,9 +20,15 @@ from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 
+from components import program
+
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "__main__.py"
 SHIPPED_STACK_FILE = ROOT / "Pulumi.homelab.yaml"
+# A frozen copy of the shipped stack file and its lock: tests of the code keep
+# passing when a user edits their own Pulumi.homelab.yaml.
+FIXTURES = ROOT / "tests" / "fixtures"
+FIXTURE_STACK_FILE = FIXTURES / "Pulumi.homelab.yaml"
 # How Pulumi's wire format marks a secret value: {SECRET_SIG: SECRET_MARKER, "value": ...}.
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SECRET_MARKER = "1b47061264138c4ac30d75fd1eb44270"
@@ -30,10 +36,19 @@ SECRET_MARKER = "1b47061264138c4ac30d75fd1eb44270"
 BUILD_VM_ID = 9007
 
 
-def shipped_config() -> dict[str, Any]:
-    """The shipped stack file's config, as the Pulumi CLI hands it to the program (strings/JSON)."""
-    document = yaml.safe_load(SHIPPED_STACK_FILE.read_text(encoding="utf-8"))
+def stack_config(path: Path) -> dict[str, Any]:
+    """A stack file's ``config:`` mapping."""
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
     return dict(document["config"])
+
+
+def shipped_config() -> dict[str, Any]:
+    """The project's own Pulumi.homelab.yaml, as the user has it."""
+    return stack_config(SHIPPED_STACK_FILE)
+
+
+def fixture_config() -> dict[str, Any]:
+    return stack_config(FIXTURE_STACK_FILE)
 
 
 def as_runtime_config(config: Mapping[str, Any]) -> dict[str, str]:
@@ -182,11 +197,17 @@ def run_program(
     secrets: Mapping[str, str] | None = None,
     mocks: RecordingMocks | None = None,
     preview: bool = False,
+    project_dir: Path = FIXTURES,
 ) -> ProgramRun:
-    """Evaluate ``__main__.py`` with ``config`` (default: the shipped stack file) and ``secrets``."""
+    """Evaluate ``__main__.py`` with ``config`` and ``secrets``.
+
+    ``project_dir`` holds the stack file (the default ``config``) and the lock file the
+    version guard reads: the frozen fixture by default, ``ROOT`` for the user's own.
+    """
     mocks = mocks or RecordingMocks()
     monitor = RecordingMonitor(mocks)
-    all_config = as_runtime_config(config if config is not None else shipped_config())
+    program.PROJECT_DIR = project_dir
+    all_config = as_runtime_config(config if config is not None else stack_config(project_dir / "Pulumi.homelab.yaml"))
     secrets = dict(secrets if secrets is not None else {"proxmoxve:apiToken": "images@pve!build=0000"})
     all_config.update(secrets)
     pulumi_settings.reset_options()

@@ -9,17 +9,18 @@ from typing import Any
 
 import yaml
 
-from tests.pulumi_harness import SHIPPED_STACK_FILE
+from tests.pulumi_harness import FIXTURE_STACK_FILE
 
 Mutation = Callable[[dict[str, Any]], None]
 
 
-def shipped_document() -> dict[str, Any]:
-    return dict(yaml.safe_load(SHIPPED_STACK_FILE.read_text(encoding="utf-8")))
+def fixture_document() -> dict[str, Any]:
+    """The frozen copy of the shipped stack file (tests/fixtures)."""
+    return dict(yaml.safe_load(FIXTURE_STACK_FILE.read_text(encoding="utf-8")))
 
 
 def mutated_config(mutate: Mutation) -> dict[str, Any]:
-    document = copy.deepcopy(shipped_document())
+    document = copy.deepcopy(fixture_document())
     mutate(document["config"])
     return dict(document["config"])
 

@@ -15,19 +15,25 @@ import pytest
 from components.cli import main as cli_main
 from components.config import ConfigError, load_config
 from components.stackfile import load_stack_file
-from tests.pulumi_harness import ROOT, SHIPPED_STACK_FILE, RecordingMocks, run_program
-from tests.stack_files import image, mutated_config, shipped_document, write_stack_file
+from tests.pulumi_harness import FIXTURE_STACK_FILE, ROOT, SHIPPED_STACK_FILE, RecordingMocks, run_program
+from tests.stack_files import fixture_document, image, mutated_config, write_stack_file
 
 SENTINEL_TOKEN = "images@pve!build=sentinel-0b5e-secret"
 
 
-def test_shipped_stack_file_is_valid() -> None:
+def test_the_projects_own_stack_file_validates(capsys: Any) -> None:
+    """Pulumi.homelab.yaml as the user has it: valid, renders, and its lock file agrees."""
     config = load_stack_file(SHIPPED_STACK_FILE)
-    (alma,) = config.images
-    assert alma.name == "alma9-k3s-node-amd64"
-    assert alma.version == "1.0.0"
+    assert config.images
+    assert cli_main(["validate", "--stack-file", str(SHIPPED_STACK_FILE)]) == 0, capsys.readouterr().err
+    assert cli_main(["lock", "--check", "--stack-file", str(SHIPPED_STACK_FILE)]) == 0, capsys.readouterr().err
+
+
+def test_the_frozen_fixture_is_the_shipped_example() -> None:
+    fixture = load_stack_file(FIXTURE_STACK_FILE)
+    (alma,) = fixture.images
     assert alma.template_name == "alma9-k3s-node-amd64-v1.0.0"
-    assert config.proxmox.vm_id_range.first == 9000
+    assert fixture.proxmox.vm_id_range.first == 9000
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -208,12 +214,12 @@ def test_unreadable_and_malformed_stack_files(tmp_path: Path, capsys: Any) -> No
 
 
 def test_insecure_accepts_the_string_pulumi_config_set_writes() -> None:
-    raw = shipped_document()["config"]
+    raw = fixture_document()["config"]
     raw["proxmoxve:insecure"] = "true"
     assert load_config(raw).insecure is True
 
 
 def test_other_namespaces_are_ignored() -> None:
-    raw = shipped_document()["config"]
+    raw = fixture_document()["config"]
     raw["otherproject:setting"] = 1
     assert load_config(raw).images

@@ -15,7 +15,7 @@ from components.fingerprint import canonical_kickstart, changed_parts, combine, 
 from components.packer_template import build_affecting_parts
 from components.plan import plan_stack
 from components.stackfile import load_stack_file
-from tests.pulumi_harness import ROOT, SHIPPED_STACK_FILE
+from tests.pulumi_harness import FIXTURE_STACK_FILE, ROOT
 from tests.rendering import FIXED_NOW, plan_for
 
 TextEdit = Callable[[str], str]
@@ -40,7 +40,7 @@ class Workspace:
         self.kickstart_dir = root / "kickstart"
         shutil.copytree(ROOT / "kickstart", self.kickstart_dir)
         self.stack_file = root / "Pulumi.homelab.yaml"
-        shutil.copy(SHIPPED_STACK_FILE, self.stack_file)
+        shutil.copy(FIXTURE_STACK_FILE, self.stack_file)
 
     def edit(self, target: str, edit: TextEdit) -> None:
         path = {

@@ -21,8 +21,9 @@ from components.packer_template import (
     packer_kickstart,
     validate_packer_template,
 )
+from tests.pulumi_harness import FIXTURE_STACK_FILE
 from tests.rendering import plan_for, source_of
-from tests.stack_files import image, mutated_config, shipped_document, write_stack_file
+from tests.stack_files import fixture_document, image, mutated_config, write_stack_file
 
 IMAGE = "alma9-k3s-node-amd64"
 
@@ -101,7 +102,7 @@ def test_provisioning_installs_pinned_k3s_then_seals() -> None:
     assert first["shell"]["scripts"] == ["scripts/install-k3s.sh"]
     assert second["shell"]["scripts"] == ["scripts/seal.sh"]
     environment = dict(item.split("=", 1) for item in first["shell"]["environment_vars"])
-    k3s = image(shipped_document()["config"])["k3s"]
+    k3s = image(fixture_document()["config"])["k3s"]
     assert environment["HI_K3S_VERSION"] == k3s["version"]
     assert environment["HI_K3S_BINARY_SHA256"] == k3s["binarySha256"]
     assert environment["HI_K3S_INSTALL_SHA256"] == k3s["installScriptSha256"]
@@ -179,7 +180,7 @@ def test_render_command_writes_valid_artifacts(tmp_path: Path, capsys: Any, deli
 
 
 def test_fingerprint_command_prints_version_and_fingerprint(capsys: Any) -> None:
-    assert cli_main(["fingerprint", "--stack", "homelab"]) == 0
+    assert cli_main(["fingerprint", "--stack-file", str(FIXTURE_STACK_FILE)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed[IMAGE]["version"] == "1.0.0"
     assert re.fullmatch(r"[0-9a-f]{64}", printed[IMAGE]["fingerprint"])

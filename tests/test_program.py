@@ -1,10 +1,16 @@
-"""The real __main__.py under Pulumi mocks, with the shipped Pulumi.homelab.yaml."""
+"""The real __main__.py under Pulumi mocks.
+
+The first tests evaluate the project's own Pulumi.homelab.yaml (whatever the user
+has made of it) and derive what to expect from it; the variations start from the
+frozen copy in tests/fixtures.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 import pytest
@@ -13,72 +19,83 @@ from components.build.commands import CREATE_COMMAND, DELETE_COMMAND, UPDATE_COM
 from components.fingerprint import PART_NAMES
 from tests.pulumi_harness import (
     BUILD_VM_ID,
+    ROOT,
     SECRET_MARKER,
     SECRET_SIG,
     RecordingMocks,
+    fixture_config,
     plain_strings,
     run_program,
-    shipped_config,
 )
 
 TOKEN = "images@pve!build=5e1f7c2a-sentinel-token"
 IMAGE = "alma9-k3s-node-amd64"
+SHIPPED = fixture_config()
+SHIPPED_IMAGES = {image["name"]: image for image in SHIPPED["homelab-images:images"]}
+PROXMOX = SHIPPED["homelab-images:proxmox"]
 
 
 @pytest.fixture(scope="module")
 def run() -> Any:
-    return run_program(secrets={"proxmoxve:apiToken": TOKEN})
+    return run_program(config=SHIPPED, secrets={"proxmoxve:apiToken": TOKEN}, project_dir=ROOT)
 
 
-def test_declares_one_golden_image_with_its_parts(run: Any) -> None:
-    image = run.one("homelab:images:GoldenImage")
-    assert image.name == IMAGE
-    for part in ("KickstartFile", "PackerBuild", "ProxmoxTemplate"):
-        child = run.one(f"homelab:images:{part}")
-        assert child.parent.endswith(f"::{IMAGE}"), f"{part} must be a child of the GoldenImage"
-    command = run.one("command:local:Command")
-    assert command.parent.endswith(f"::{IMAGE}-build")
+def _build_of(run: Any, image: str) -> Any:
+    return next(r for r in run.of_type("command:local:Command") if r.parent.endswith(f"::{image}-build"))
 
 
-def test_iso_is_downloaded_by_proxmox_with_its_checksum(run: Any) -> None:
-    download = run.one("proxmoxve:download/file:File")
-    image = shipped_config()["homelab-images:images"][0]
-    assert download.inputs["url"] == image["iso"]["url"]
-    assert download.inputs["checksum"] == image["iso"]["sha256"]
-    assert download.inputs["checksumAlgorithm"] == "sha256"
-    assert download.inputs["contentType"] == "iso"
-    assert download.inputs["datastoreId"] == shipped_config()["homelab-images:proxmox"]["isoStorage"]
+def test_declares_one_golden_image_with_its_parts_per_image(run: Any) -> None:
+    images = run.of_type("homelab:images:GoldenImage")
+    assert sorted(r.name for r in images) == sorted(SHIPPED_IMAGES)
+    for name in SHIPPED_IMAGES:
+        for part in ("KickstartFile", "PackerBuild", "ProxmoxTemplate"):
+            children = [r for r in run.of_type(f"homelab:images:{part}") if r.parent.endswith(f"::{name}")]
+            assert children, f"{part} of {name} must be a child of its GoldenImage"
+        assert _build_of(run, name)
+
+
+def test_each_iso_is_downloaded_by_proxmox_with_its_checksum(run: Any) -> None:
+    downloads = {r.inputs["url"]: r for r in run.of_type("proxmoxve:download/file:File")}
+    for image in SHIPPED_IMAGES.values():
+        download = downloads[image["iso"]["url"]]
+        assert download.inputs["checksum"] == image["iso"]["sha256"]
+        assert download.inputs["checksumAlgorithm"] == "sha256"
+        assert download.inputs["contentType"] == "iso"
+        assert download.inputs["datastoreId"] == PROXMOX["isoStorage"]
+        assert download.inputs["nodeName"] == PROXMOX["node"]
 
 
 def test_every_proxmox_resource_uses_the_explicit_provider(run: Any) -> None:
     provider = run.one("pulumi:providers:proxmoxve")
-    assert provider.inputs["endpoint"] == shipped_config()["proxmoxve:endpoint"]
-    download = run.one("proxmoxve:download/file:File")
+    assert provider.inputs["endpoint"] == SHIPPED["proxmoxve:endpoint"]
     explicit = f"pulumi:providers:proxmoxve::{provider.name}::"
-    assert explicit in download.provider
+    assert all(explicit in download.provider for download in run.of_type("proxmoxve:download/file:File"))
     get_vm = [call for call in run.mocks.calls if call.token == "proxmoxve:index/getVm:getVm"]
-    assert len(get_vm) == 1 and explicit in get_vm[0].provider
+    assert len(get_vm) == len(SHIPPED_IMAGES) and all(explicit in call.provider for call in get_vm)
 
 
 def test_build_command_contract(run: Any) -> None:
-    command = run.one("command:local:Command")
-    assert command.inputs["create"] == CREATE_COMMAND
-    assert command.inputs["update"] == UPDATE_COMMAND
-    assert command.inputs["delete"] == DELETE_COMMAND
-    assert "triggers[*]" in command.replace_on_changes, "a changed fingerprint must replace the build"
-    assert "stderr" in command.additional_secret_outputs
-    spec = json.loads(command.inputs["stdin"])
-    assert spec["image"] == IMAGE and spec["template_name"] == f"{IMAGE}-v1.0.0"
-    source = spec["packer_template"]["source"]["proxmox-iso"][IMAGE]
-    assert source["boot_iso"]["iso_file"] == "local:iso/AlmaLinux-9.7-x86_64-boot.iso"
+    for name, image in SHIPPED_IMAGES.items():
+        command = _build_of(run, name)
+        assert command.inputs["create"] == CREATE_COMMAND
+        assert command.inputs["update"] == UPDATE_COMMAND
+        assert command.inputs["delete"] == DELETE_COMMAND
+        assert "triggers[*]" in command.replace_on_changes, "a changed fingerprint must replace the build"
+        assert "stderr" in command.additional_secret_outputs
+        spec = json.loads(command.inputs["stdin"])
+        assert spec["image"] == name and spec["template_name"] == f"{name}-v{image['version']}"
+        source = spec["packer_template"]["source"]["proxmox-iso"][name]
+        iso_file = urlsplit(image["iso"]["url"]).path.rsplit("/", 1)[-1]
+        assert source["boot_iso"]["iso_file"] == f"{PROXMOX['isoStorage']}:iso/{iso_file}"
 
 
 def test_triggers_are_the_named_fingerprint_parts(run: Any) -> None:
-    command = run.one("command:local:Command")
-    (parts,) = command.inputs["triggers"]
-    assert set(parts) == set(PART_NAMES), "the shipped image sets rebuildEvery, so freshness is a part too"
-    spec = json.loads(command.inputs["stdin"])
-    assert parts == spec["fingerprint_parts"]
+    for name, image in SHIPPED_IMAGES.items():
+        command = _build_of(run, name)
+        (parts,) = command.inputs["triggers"]
+        expected = set(PART_NAMES) if image.get("rebuildEvery") else set(PART_NAMES) - {"freshness"}
+        assert set(parts) == expected
+        assert parts == json.loads(command.inputs["stdin"])["fingerprint_parts"]
 
 
 def test_token_is_secret_everywhere(run: Any) -> None:
@@ -86,30 +103,31 @@ def test_token_is_secret_everywhere(run: Any) -> None:
     for registration in run.registrations:
         for text in plain_strings(registration.raw_inputs):
             assert secret_part not in text, f"token in plain text in {registration.type} {registration.name}"
-    command = run.one("command:local:Command")
-    assert TOKEN not in command.inputs["create"] + command.inputs["delete"] + command.inputs["stdin"]
-    environment = command.raw_inputs["environment"]
-    assert environment["PROXMOX_VE_API_TOKEN"] == {
-        SECRET_SIG: SECRET_MARKER,
-        "value": TOKEN,
-    }
-    assert environment["PROXMOX_VE_ENDPOINT"] == shipped_config()["proxmoxve:endpoint"]
+    for command in run.of_type("command:local:Command"):
+        assert TOKEN not in command.inputs["create"] + command.inputs["delete"] + command.inputs["stdin"]
+        environment = command.raw_inputs["environment"]
+        assert environment["PROXMOX_VE_API_TOKEN"] == {SECRET_SIG: SECRET_MARKER, "value": TOKEN}
+        assert environment["PROXMOX_VE_ENDPOINT"] == SHIPPED["proxmoxve:endpoint"]
     assert all(secret_part not in json.dumps(value) for value in run.outputs.values())
 
 
 def test_template_read_back_uses_the_build_result(run: Any) -> None:
-    (get_vm,) = [call for call in run.mocks.calls if call.token == "proxmoxve:index/getVm:getVm"]
-    assert get_vm.args["id"] == BUILD_VM_ID
-    assert get_vm.args["nodeName"] == "pve1"
+    built = {build["result"]["vmId"]: build["result"] for build in run.mocks.builds.values()}
+    calls = [call for call in run.mocks.calls if call.token == "proxmoxve:index/getVm:getVm"]
+    assert sorted(call.args["id"] for call in calls) == sorted(built)
+    assert all(call.args["nodeName"] == built[call.args["id"]]["node"] for call in calls)
 
 
 def test_templates_output_carries_the_built_vm_id_in_plain_text(run: Any) -> None:
-    template = run.outputs["templates"][IMAGE]
-    assert template["vmId"] == BUILD_VM_ID
-    assert template["node"] == "pve1"
-    assert template["name"] == f"{IMAGE}-v1.0.0"
-    assert template["version"] == "1.0.0"
-    assert len(template["fingerprint"]) == 64
+    built = {build["result"]["name"]: build["result"]["vmId"] for build in run.mocks.builds.values()}
+    assert set(run.outputs["templates"]) == set(SHIPPED_IMAGES)
+    for name, image in SHIPPED_IMAGES.items():
+        template = run.outputs["templates"][name]
+        assert template["name"] == f"{name}-v{image['version']}"
+        assert template["vmId"] == built[template["name"]]
+        assert template["node"] == PROXMOX["node"]
+        assert template["version"] == image["version"]
+        assert len(template["fingerprint"]) == 64
     assert "templates" not in run.secret_outputs, "vmId must not be a secret"
     assert run.outputs["schemaVersion"] == 1
 
@@ -139,7 +157,7 @@ def test_missing_token_is_a_clear_error() -> None:
 
 
 def test_token_in_plain_text_config_is_refused() -> None:
-    config = shipped_config()
+    config = fixture_config()
     config["proxmoxve:apiToken"] = TOKEN
     with pytest.raises(pulumi.RunError, match=r"stored in plain text") as error:
         run_program(config=config, secrets={})
@@ -147,7 +165,7 @@ def test_token_in_plain_text_config_is_refused() -> None:
 
 
 def test_invalid_config_fails_before_any_resource() -> None:
-    config = copy.deepcopy(shipped_config())
+    config = copy.deepcopy(fixture_config())
     config["homelab-images:images"][0]["k3s"]["version"] = "1.36"
     mocks = RecordingMocks()
     with pytest.raises(
@@ -159,7 +177,7 @@ def test_invalid_config_fails_before_any_resource() -> None:
 
 
 def test_images_sharing_an_iso_download_it_once() -> None:
-    config = copy.deepcopy(shipped_config())
+    config = copy.deepcopy(fixture_config())
     config["homelab-images:build"]["strictVersioning"] = False
     second = copy.deepcopy(config["homelab-images:images"][0])
     second["name"] = "alma9-k3s-node-big"
@@ -172,7 +190,7 @@ def test_images_sharing_an_iso_download_it_once() -> None:
 
 
 def test_replica_nodes_get_their_own_build_and_template() -> None:
-    config = copy.deepcopy(shipped_config())
+    config = copy.deepcopy(fixture_config())
     config["homelab-images:proxmox"]["replicaNodes"] = ["pve2", "pve3"]
     run = run_program(config=config, secrets={"proxmoxve:apiToken": TOKEN})
     builds = run.of_type("command:local:Command")
@@ -193,7 +211,7 @@ def test_replica_nodes_get_their_own_build_and_template() -> None:
 
 
 def test_shared_storage_builds_once_and_says_so() -> None:
-    config = copy.deepcopy(shipped_config())
+    config = copy.deepcopy(fixture_config())
     config["homelab-images:proxmox"]["sharedStorage"] = True
     run = run_program(config=config, secrets={"proxmoxve:apiToken": TOKEN})
     assert len(run.of_type("command:local:Command")) == 1
@@ -210,7 +228,7 @@ def test_shared_storage_builds_once_and_says_so() -> None:
     ],
 )
 def test_multi_node_config_errors(proxmox: dict[str, Any], message: str) -> None:
-    config = copy.deepcopy(shipped_config())
+    config = copy.deepcopy(fixture_config())
     config["homelab-images:proxmox"].update(proxmox)
     with pytest.raises(pulumi.RunError, match=message):
         run_program(config=config, secrets={"proxmoxve:apiToken": TOKEN})

@@ -12,7 +12,7 @@ import pytest
 
 from components.cli import main as cli_main
 from components.versioning import check_version, semver_key
-from tests.pulumi_harness import ROOT, SHIPPED_STACK_FILE, run_program
+from tests.pulumi_harness import FIXTURE_STACK_FILE, FIXTURES, run_program
 from tests.stack_files import image, mutated_config
 
 IMAGE = "alma9-k3s-node-amd64"
@@ -20,8 +20,8 @@ IMAGE = "alma9-k3s-node-amd64"
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    shutil.copy(SHIPPED_STACK_FILE, tmp_path / "Pulumi.homelab.yaml")
-    shutil.copy(ROOT / "Pulumi.homelab.lock.json", tmp_path / "Pulumi.homelab.lock.json")
+    shutil.copy(FIXTURE_STACK_FILE, tmp_path / "Pulumi.homelab.yaml")
+    shutil.copy(FIXTURES / "Pulumi.homelab.lock.json", tmp_path / "Pulumi.homelab.lock.json")
     return tmp_path / "Pulumi.homelab.yaml"
 
 
@@ -85,7 +85,7 @@ def test_semver_ordering() -> None:
 
 
 def test_explain_prints_the_parts(capsys: Any) -> None:
-    assert cli_main(["fingerprint", "--stack", "homelab", "--explain"]) == 0
+    assert cli_main(["fingerprint", "--stack-file", str(FIXTURE_STACK_FILE), "--explain"]) == 0
     parts = json.loads(capsys.readouterr().out)[IMAGE]["parts"]
     assert {"kickstart", "packer", "scripts", "iso", "k3s", "plugin", "hardware"} <= set(parts)
 

@@ -199,7 +199,7 @@ def create(ctx: Context) -> BuildResult:
     spec, console, api, retry = ctx.spec, ctx.console, ctx.api, ctx.retry
     started = time.monotonic()
     console.stage(f"preflight: {ctx.creds.endpoint} as {ctx.creds.token_id}, node {spec.node}")
-    preflight.preflight(api, retry, spec, ctx.creds)
+    major = preflight.preflight(api, retry, spec, ctx.creds)
     claims = Claims(ctx.tuning.state_dir, ctx.creds.endpoint)
     guests = list_guests(api, retry, "cluster resources")
     check_name_free(spec, guests)
@@ -220,7 +220,7 @@ def create(ctx: Context) -> BuildResult:
         vmid = claim.vmid
         try:
             if vmid != spec.vm_id_range.first:
-                preflight.check_privileges(api, retry, ctx.creds, {f"/vms/{vmid}": preflight.VM_PRIVILEGES})
+                preflight.check_privileges(api, retry, ctx.creds, {f"/vms/{vmid}": preflight.vm_privileges(major)})
             console.stage(f"allocated VM ID {vmid} (preflight and allocation took {time.monotonic() - started:.1f}s)")
             try:
                 artifact, seconds = build_once(ctx, vmid, description, tags, deadline)

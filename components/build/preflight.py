@@ -1,8 +1,9 @@
 """Checks that take seconds and spare a user a 20-minute build that was bound to fail.
 
 Order matters for the message: the endpoint and token first (nothing else can
-be read without them), then quorum and the node, then privileges (without
-Datastore.Audit a storage looks missing), then what the build uses.
+be read without them), then privileges (one message names every missing one;
+without Datastore.Audit a storage would look missing), then quorum and the
+node, then what the build uses.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from components.build.errors import RunnerError
 from components.build.proxmox import DOCS, Api, Retrier
 from components.build_spec import BuildSpec
 
-# What a proxmox-iso build needs on Proxmox VE 9 (PVE 8 spelled VM.GuestAgent.Audit as VM.Monitor).
+# What a proxmox-iso build needs (checked against the PVE 9 API's permission table).
+# Reading the guest's IP through the agent is VM.GuestAgent.Audit on PVE 9, VM.Monitor on PVE 8.
+GUEST_AGENT_PRIVILEGE = {8: "VM.Monitor", 9: "VM.GuestAgent.Audit"}
 VM_PRIVILEGES = (
     "VM.Allocate",
     "VM.Audit",
@@ -28,23 +31,36 @@ VM_PRIVILEGES = (
     "VM.Config.Options",
     "VM.Console",
     "VM.PowerMgmt",
-    "VM.GuestAgent.Audit",
 )
 VM_STORAGE_PRIVILEGES = ("Datastore.AllocateSpace", "Datastore.Audit")
-ISO_STORAGE_PRIVILEGES = ("Datastore.Audit",)
-# Packer uploads the OEMDRV CD it builds from cd_content.
-CD_DELIVERY_ISO_PRIVILEGES = ("Datastore.AllocateTemplate",)
+# AllocateTemplate: the ISO download (download-url) and the OEMDRV CD Packer uploads.
+ISO_STORAGE_PRIVILEGES = ("Datastore.AllocateTemplate", "Datastore.Audit")
 BRIDGE_PRIVILEGES = ("SDN.Use",)
-NODE_PRIVILEGES = ("Sys.Audit",)
+# AccessNetwork: the node downloads the ISO (download-url); Audit: node status.
+NODE_PRIVILEGES = ("Sys.AccessNetwork", "Sys.Audit")
+# /cluster/status (the quorum check) needs Sys.Audit on the root.
+ROOT_PRIVILEGES = ("Sys.Audit",)
+
+
+def vm_privileges(pve_major: int) -> tuple[str, ...]:
+    return (*VM_PRIVILEGES, GUEST_AGENT_PRIVILEGE[8 if pve_major <= 8 else 9])
+
 
 REQUIRED_PRIVILEGES: dict[str, tuple[str, ...]] = {
-    "/vms/<vmid>": VM_PRIVILEGES,
+    "/": ROOT_PRIVILEGES,
+    "/vms/<vmid>": vm_privileges(9),
     "/storage/<vmStorage>": VM_STORAGE_PRIVILEGES,
-    "/storage/<isoStorage>": ISO_STORAGE_PRIVILEGES + CD_DELIVERY_ISO_PRIVILEGES,
+    "/storage/<isoStorage>": ISO_STORAGE_PRIVILEGES,
     "/sdn/zones/localnetwork/<bridge>": BRIDGE_PRIVILEGES,
     "/nodes/<node>": NODE_PRIVILEGES,
 }
 ALL_PRIVILEGES = tuple(sorted({p for privs in REQUIRED_PRIVILEGES.values() for p in privs}))
+
+
+def pve_major(version: str) -> int:
+    """8 or 9 from /version's "9.0.10"; an unreadable version is taken as the current one."""
+    head = version.split(".", 1)[0]
+    return int(head) if head.isdigit() else 9
 
 
 def source_of(spec: BuildSpec) -> dict[str, Any]:
@@ -56,20 +72,20 @@ def cloud_init_storage(spec: BuildSpec) -> str:
     return str(source_of(spec).get("cloud_init_storage_pool") or spec.vm_storage)
 
 
-def required_privileges(spec: BuildSpec, vmid: int | None) -> dict[str, tuple[str, ...]]:
-    """Privileges per ACL path for this build; without ``vmid`` the VM part is left out."""
-    iso = ISO_STORAGE_PRIVILEGES + (CD_DELIVERY_ISO_PRIVILEGES if spec.kickstart_delivery == "cd" else ())
+def required_privileges(spec: BuildSpec, vmid: int | None, major: int = 9) -> dict[str, tuple[str, ...]]:
+    """Privileges per ACL path for this build on PVE ``major``; without ``vmid`` the VM part is left out."""
     needed: dict[str, set[str]] = {}
     for path, privs in (
+        ("/", ROOT_PRIVILEGES),
         (f"/storage/{spec.vm_storage}", VM_STORAGE_PRIVILEGES),
         (f"/storage/{cloud_init_storage(spec)}", VM_STORAGE_PRIVILEGES),
-        (f"/storage/{spec.iso_storage}", iso),
+        (f"/storage/{spec.iso_storage}", ISO_STORAGE_PRIVILEGES),
         (f"/sdn/zones/localnetwork/{spec.bridge}", BRIDGE_PRIVILEGES),
         (f"/nodes/{spec.node}", NODE_PRIVILEGES),
     ):
         needed.setdefault(path, set()).update(privs)
     if vmid is not None:
-        needed[f"/vms/{vmid}"] = set(VM_PRIVILEGES)
+        needed[f"/vms/{vmid}"] = set(vm_privileges(major))
     return {path: tuple(sorted(privs)) for path, privs in needed.items()}
 
 
@@ -201,13 +217,14 @@ def check_iso(api: Api, retry: Retrier, spec: BuildSpec) -> None:
         )
 
 
-def preflight(api: Api, retry: Retrier, spec: BuildSpec, creds: Credentials) -> None:
-    """VM privileges are checked on the range's first ID here (one message lists everything missing)
-    and again on the allocated ID if that differs."""
-    check_reachable(api, retry, creds)
+def preflight(api: Api, retry: Retrier, spec: BuildSpec, creds: Credentials) -> int:
+    """Returns the PVE major version. VM privileges are checked on the range's first ID here (one
+    message lists everything missing) and again on the allocated ID if that differs."""
+    major = pve_major(check_reachable(api, retry, creds))
+    check_privileges(api, retry, creds, required_privileges(spec, spec.vm_id_range.first, major))
     check_quorum(api, retry, creds)
     check_node(api, retry, spec, creds)
-    check_privileges(api, retry, creds, required_privileges(spec, spec.vm_id_range.first))
     check_storages(api, retry, spec)
     check_bridge(api, retry, spec)
     check_iso(api, retry, spec)
+    return major

@@ -134,9 +134,9 @@ def test_retained_build_without_a_readable_fingerprint_can_still_be_pinned() -> 
 
 @pytest.mark.parametrize("layout", ["replicaNodes", "sharedStorage"])
 def test_resolves_the_real_multi_node_layouts(layout: str) -> None:
-    from tests.pulumi_harness import shipped_config
+    from tests.pulumi_harness import fixture_config
 
-    config = shipped_config()
+    config = fixture_config()
     if layout == "replicaNodes":
         config["homelab-images:proxmox"]["replicaNodes"] = ["pve2"]
     else:

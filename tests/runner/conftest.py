@@ -27,8 +27,9 @@ from components.build.preflight import (
     BRIDGE_PRIVILEGES,
     ISO_STORAGE_PRIVILEGES,
     NODE_PRIVILEGES,
-    VM_PRIVILEGES,
+    ROOT_PRIVILEGES,
     VM_STORAGE_PRIVILEGES,
+    vm_privileges,
 )
 from components.build_spec import BuildSpec
 from components.plan import plan_stack
@@ -46,15 +47,16 @@ COMMAND_TIMEOUT = 60
 
 @cache
 def shipped_spec() -> BuildSpec:
-    """The spec of the shipped stack's image, as the Pulumi program computes it."""
-    config = load_stack_file(REPO / "Pulumi.homelab.yaml")
+    """The spec of the (frozen) shipped stack's image, as the Pulumi program computes it."""
+    config = load_stack_file(REPO / "tests" / "fixtures" / "Pulumi.homelab.yaml")
     return plan_stack(config, datetime.now(UTC))[0].build_spec
 
 
 def grants() -> dict[str, tuple[str, ...]]:
     """Exactly the privileges the runner documents, on the paths fakepve serves."""
     return {
-        "/vms": VM_PRIVILEGES,
+        "/": ROOT_PRIVILEGES,
+        "/vms": vm_privileges(9),
         "/storage/local-lvm": VM_STORAGE_PRIVILEGES,
         "/storage/local": ISO_STORAGE_PRIVILEGES,
         "/sdn/zones/localnetwork/vmbr0": BRIDGE_PRIVILEGES,

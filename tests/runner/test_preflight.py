@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from components.build.preflight import ISO_STORAGE_PRIVILEGES
 from tests.runner.conftest import TOKEN_ID, Run, Runner, grant_build_role, vms
 
 
@@ -65,6 +66,7 @@ def test_missing_storage(runner: Runner, pve: Any) -> None:
 
 def test_storage_without_iso_content(runner: Runner, pve: Any) -> None:
     spec = runner.spec.replace(iso_storage="local-lvm")
+    pve.grant(TOKEN_ID, "/storage/local-lvm", *ISO_STORAGE_PRIVILEGES)
     error = assert_stopped_before_packer(runner.create(spec), runner, pve)
     assert "storage local-lvm does not hold content type 'iso'" in error
 
@@ -112,3 +114,27 @@ def test_insecure_only_when_configured_and_with_a_warning(runner: Runner, pve: A
     run.assert_clean()
     assert run.returncode == 0, run.stderr
     assert any("TLS verification of" in w and "is off" in w for w in run.warnings)
+
+
+def test_download_and_quorum_privileges_are_required(runner: Runner, fakepve: Any) -> None:
+    fakepve.acl = None
+    grant_build_role(fakepve, omit=("/", "Sys.Audit"))
+    fakepve.acl[TOKEN_ID] = [
+        (path, privileges - {"Datastore.AllocateTemplate", "Sys.AccessNetwork"})
+        for path, privileges in fakepve.acl[TOKEN_ID]
+    ]
+    error = assert_stopped_before_packer(runner.create(), runner, fakepve)
+    assert "Sys.Audit on /;" in error
+    assert "Datastore.AllocateTemplate on /storage/local" in error
+    assert "Sys.AccessNetwork on /nodes/pve1" in error
+
+
+def test_proxmox_ve_8_needs_vm_monitor_instead_of_the_guest_agent_privilege(runner: Runner, fakepve: Any) -> None:
+    fakepve.version = "8.4.1"
+    fakepve.acl = None
+    grant_build_role(fakepve)
+    error = assert_stopped_before_packer(runner.create(), runner, fakepve)
+    assert "needs: VM.Monitor on /vms/9000" in error
+    fakepve.grant(TOKEN_ID, "/vms", "VM.Monitor")
+    built = runner.create()
+    assert built.returncode == 0, built.stderr
