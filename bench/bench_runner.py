@@ -129,7 +129,9 @@ def main() -> int:
             "PROXMOX_VE_INSECURE": "false",
             "FAKE_PACKER_RECORD": str(record),
         }
-        base = plan_stack(load_stack_file(REPO / "tests" / "fixtures" / "Pulumi.homelab.yaml"), datetime.now(UTC))[0].build_spec
+        base = plan_stack(load_stack_file(REPO / "tests" / "fixtures" / "Pulumi.homelab.yaml"), datetime.now(UTC))[
+            0
+        ].build_spec
         overheads: list[float] = []
         retires: list[float] = []
         previous: tuple[BuildSpec, str] | None = None

@@ -1,4 +1,4 @@
-"""Offline commands: no Pulumi CLI, no credentials, no network.
+"""The offline commands (no Pulumi CLI, no credentials, no network), and gc (talks to Proxmox).
 
 python -m components render      --stack homelab --out DIR
 python -m components validate    --stack homelab
@@ -84,6 +84,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     findings = _lock_findings(path, plans)
     for finding in findings:
         print(f"warning: {finding}", file=sys.stderr)
+    if findings:
+        print(f"note: {_lock_hint(path)}", file=sys.stderr)
     if findings and config.build.strict_versioning:
         raise CommandFailed("strictVersioning is on and the lock file disagrees (see above)")
     return 0
@@ -119,6 +121,13 @@ def _lock_findings(stack_file: Path, plans: Sequence[ImagePlan]) -> list[str]:
     return findings
 
 
+def _lock_hint(stack_file: Path) -> str:
+    return (
+        f"lock file {lock_path(stack_file)}; after a version bump: "
+        f"python -m components lock --update --stack-file {stack_file}"
+    )
+
+
 def cmd_lock(args: argparse.Namespace) -> int:
     path, _, plans = _load(args)
     lock_file = lock_path(path)
@@ -132,7 +141,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
         return 0
     findings = _lock_findings(path, plans)
     if findings:
-        raise CommandFailed("\n".join(findings))
+        raise CommandFailed("\n".join([*findings, _lock_hint(path)]))
     print(f"{lock_file.name}: every image's version matches its content")
     return 0
 

@@ -8,6 +8,7 @@ reported with the dotted key path a user would edit and what was expected.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -65,6 +66,17 @@ def _https_url(value: str) -> str:
     return value
 
 
+def _release_mirror(value: str) -> str:
+    """The release directory of a mirror: ``…/almalinux/9.7``; the kickstart appends BaseOS/AppStream."""
+    value = _https_url(value).rstrip("/")
+    if re.search(r"/(BaseOS|AppStream)(/|$)", value):
+        raise ValueError(
+            "expected the release directory (e.g. https://repo.almalinux.org/almalinux/9.7), "
+            f"not a repository: {value!r}"
+        )
+    return value
+
+
 def _bool_from_cli_string(value: Any) -> Any:
     # `pulumi config set proxmoxve:insecure true` stores the string "true".
     if isinstance(value, str) and value.lower() in ("true", "false"):
@@ -86,6 +98,7 @@ PveId = Annotated[str, _matching(PVE_ID, "a Proxmox identifier (letters, digits,
 BridgeName = Annotated[str, _matching(BRIDGE, "a Linux bridge name such as vmbr0")]
 RpmName = Annotated[str, _matching(RPM_NAME, "an RPM package or @group name")]
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+MirrorUrl = Annotated[str, AfterValidator(_release_mirror)]
 Period = Annotated[str, _matching(PERIOD, 'a period in days or weeks such as "30d" or "2w"')]
 
 
@@ -95,7 +108,7 @@ class Model(BaseModel):
         extra="forbid",
         strict=True,
         alias_generator=to_camel,
-        populate_by_name=True,
+        populate_by_name=False,
     )
 
 
@@ -237,7 +250,7 @@ class Image(Model):
     name: ImageName = Field(description="Image name; the template is named <name>-v<version>.")
     version: SemVer = Field(description="Semantic version; bump it whenever the image changes.")
     iso: IsoSource
-    k3s: K3sSettings
+    k3s: K3sSettings = Field(alias="k3s", description="The k3s release baked into the image.")
     hardware: Hardware = Hardware()
     partitioning: Partitioning = Partitioning()
     packages: Packages = Packages()
@@ -245,7 +258,7 @@ class Image(Model):
     lang: Annotated[str, _matching(LANG, 'a UTF-8 locale such as "en_US.UTF-8"')] = "en_US.UTF-8"
     keyboard: Annotated[str, _matching(KEYMAP, 'a console keymap such as "us"')] = "us"
     firewall: Literal["enabled", "disabled"] = Field(default="enabled", description="firewalld on or off.")
-    install_mirror: HttpsUrl | None = Field(
+    install_mirror: MirrorUrl | None = Field(
         default=None,
         description="Install from this AlmaLinux mirror (…/almalinux/9.x) instead of the packages on the ISO.",
     )
@@ -343,6 +356,19 @@ def _owned_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in raw.items() if key.split(":", 1)[0] in (PROJECT, PROVIDER)}
 
 
+def _misspelt_namespaces(raw: Mapping[str, Any]) -> list[str]:
+    """Keys of another namespace that is almost ours: a typo would silently drop a whole section."""
+    problems = []
+    for key in raw:
+        namespace = key.split(":", 1)[0]
+        if namespace in (PROJECT, PROVIDER):
+            continue
+        close = difflib.get_close_matches(namespace, (PROJECT, PROVIDER), n=1, cutoff=0.75)
+        if close:
+            problems.append(f"{key}: unknown namespace {namespace!r}; did you mean {close[0]!r}?")
+    return problems
+
+
 def _cross_checks(config: StackConfig) -> list[str]:
     """Rules that span several keys, each reported under the key to edit."""
     images_key = f"{PROJECT}:images"
@@ -385,6 +411,7 @@ def load_config(raw: Mapping[str, Any]) -> StackConfig:
     Keys of other namespaces are ignored. ``proxmoxve:apiToken`` only counts as
     set or not: its value never enters the model.
     """
+    misspelt = _misspelt_namespaces(raw)
     owned = _owned_keys(raw)
     token_key = f"{PROVIDER}:apiToken"
     if token_key in owned:
@@ -395,9 +422,15 @@ def load_config(raw: Mapping[str, Any]) -> StackConfig:
         problems = []
         for detail in error.errors():
             path = _dotted(detail["loc"])
+            if detail["type"] == "extra_forbidden" and path.startswith(f"{PROVIDER}:"):
+                problems.append(
+                    f"{path}: is not used: this program configures its provider from "
+                    f"{PROVIDER}:endpoint, {PROVIDER}:apiToken and {PROVIDER}:insecure only; remove it"
+                )
+                continue
             problems.append(f"{path or 'config'}: {_describe(detail)}")
-        raise ConfigError(problems) from None
-    problems = _cross_checks(config)
+        raise ConfigError(misspelt + problems) from None
+    problems = misspelt + _cross_checks(config)
     if problems:
         raise ConfigError(problems)
     return config

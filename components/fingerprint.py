@@ -80,7 +80,3 @@ def fingerprint_parts(
 def combine(parts: Mapping[str, str]) -> str:
     """The image fingerprint from its parts."""
     return sha256_hex(canonical_json(dict(parts)))
-
-
-def changed_parts(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
-    return sorted(name for name in set(old) | set(new) if old.get(name) != new.get(name))

@@ -46,9 +46,12 @@ def _decoded(value: Any) -> Any:
 
 
 def runtime_config_raw() -> dict[str, Any]:
-    """All config of this project's and the provider's namespaces, as full keys."""
+    """All stack config as full keys; values of other namespaces are never read, only their keys
+    (to catch a misspelt namespace)."""
     merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return {key: _decoded(value) for key, value in merged.items() if key.split(":", 1)[0] in (PROJECT, PROVIDER)}
+    return {
+        key: _decoded(value) if key.split(":", 1)[0] in (PROJECT, PROVIDER) else None for key, value in merged.items()
+    }
 
 
 def _api_token() -> pulumi.Output[str]:

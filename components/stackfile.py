@@ -7,7 +7,9 @@ from typing import Any
 
 import yaml
 
-from components.config import ConfigError, StackConfig, load_config
+from components.config import PROVIDER, ConfigError, StackConfig, load_config
+
+TOKEN_KEY = f"{PROVIDER}:apiToken"
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -35,6 +37,13 @@ def read_stack_config(path: Path) -> dict[str, Any]:
     config = document.get("config", {})
     if not isinstance(config, dict):
         raise ConfigError([f"{path}: 'config' must be a mapping of keys to values"])
+    if isinstance(config.get(TOKEN_KEY), str):
+        raise ConfigError(
+            [
+                f"{TOKEN_KEY}: is stored in plain text in {path.name}; remove it from the file and set it with "
+                f"`pulumi config set --secret {TOKEN_KEY} 'user@realm!tokenid=secret'`"
+            ]
+        )
     return config
 
 

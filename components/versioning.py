@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from components.config import SEMVER
+from components.config import SEMVER, ConfigError
 from components.fingerprint import combine
 
 LOCK_SCHEMA_VERSION = 1
@@ -46,8 +46,18 @@ def read_lock(path: Path) -> dict[str, dict[str, str]]:
     """image -> {version: content fingerprint}; empty when there is no lock file yet."""
     if not path.exists():
         return {}
-    document = json.loads(path.read_text(encoding="utf-8"))
-    return {image: dict(versions) for image, versions in document.get("images", {}).items()}
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        images = document["images"]
+        lock = {str(image): {str(v): str(f) for v, f in versions.items()} for image, versions in images.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigError(
+            [
+                f"{path}: not a valid lock file (a merge conflict?); restore it from Git, "
+                "or delete it and run `lock --update` to record the current versions"
+            ]
+        ) from None
+    return lock
 
 
 def write_lock(path: Path, lock: Mapping[str, Mapping[str, str]]) -> None:
@@ -83,7 +93,7 @@ def check_version(lock: Mapping[str, Mapping[str, str]], image: str, version: st
             version,
             "unbumped",
             "the image changed but its version did not; bump `version` in the stack file, "
-            "then run `python -m components lock --update`",
+            "then record it with `lock --update`",
         )
     if recorded is not None:
         return LockFinding(
@@ -104,7 +114,7 @@ def check_version(lock: Mapping[str, Mapping[str, str]], image: str, version: st
         image,
         version,
         "unrecorded",
-        "not recorded in the lock file; run `python -m components lock --update`",
+        "not recorded in the lock file; record it with `lock --update`",
     )
 
 

@@ -77,7 +77,7 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("http-endpoint", _set("proxmoxve:endpoint", "http://pve1:8006/"), "proxmoxve:endpoint", "https://"),
     ("endpoint-not-url", _set("proxmoxve:endpoint", "pve1:8006"), "proxmoxve:endpoint", "https://"),
     ("insecure-not-bool", _set("proxmoxve:insecure", "maybe"), "proxmoxve:insecure", "true or false"),
-    ("unknown-provider-key", _set("proxmoxve:username", "root@pam"), "proxmoxve:username", "not a known setting"),
+    ("unknown-provider-key", _set("proxmoxve:username", "root@pam"), "proxmoxve:username", "is not used"),
     ("missing-proxmox", _set("homelab-images:proxmox", _DELETE), "homelab-images:proxmox", "required"),
     ("missing-node", _set("homelab-images:proxmox/node", _DELETE), "homelab-images:proxmox.node", "required"),
     (
@@ -149,6 +149,16 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("bad-firewall", _set(f"{IMG}.firewall", "on"), "images[0].firewall", "'enabled'"),
     ("unknown-image-key", _set(f"{IMG}.k3sVersion", "v1.36.4+k3s1"), "images[0].k3sVersion", "not a known setting"),
     ("bad-timezone", _set(f"{IMG}.timezone", "utc+1"), "images[0].timezone", "time zone"),
+    ("missing-k3s", _set(f"{IMG}.k3s", _DELETE), "images[0].k3s", "required"),
+    ("snake-case-key", _set("homelab-images:proxmox/vm_storage", "local-lvm"), "proxmox.vm_storage", "not a known"),
+    ("namespace-typo", _set("homelab-image:build", {"timeoutMinutes": 60}), "homelab-image:build", "did you mean"),
+    ("provider-key-unused", _set("proxmoxve:minTls", "1.3"), "proxmoxve:minTls", "is not used"),
+    (
+        "mirror-is-a-repo",
+        _set(f"{IMG}.installMirror", "https://repo.almalinux.org/almalinux/9.7/BaseOS/x86_64/os/"),
+        "images[0].installMirror",
+        "release directory",
+    ),
 ]
 
 
@@ -223,3 +233,21 @@ def test_other_namespaces_are_ignored() -> None:
     raw = fixture_document()["config"]
     raw["otherproject:setting"] = 1
     assert load_config(raw).images
+
+
+def test_plain_text_token_in_the_stack_file_is_refused_without_echo(tmp_path: Path, capsys: Any) -> None:
+    config = fixture_document()["config"]
+    config["proxmoxve:apiToken"] = "images@pve!build=plain-sentinel-1234"
+    path = write_stack_file(tmp_path, config)
+    assert cli_main(["validate", "--stack-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "proxmoxve:apiToken: is stored in plain text" in err and "pulumi config set --secret" in err
+    assert "plain-sentinel" not in err
+
+
+def test_a_corrupt_lock_file_is_a_clear_error(tmp_path: Path, capsys: Any) -> None:
+    path = write_stack_file(tmp_path, fixture_document()["config"], name="Pulumi.homelab.yaml")
+    (tmp_path / "Pulumi.homelab.lock.json").write_text("<<<<<<< HEAD\n{}\n", encoding="utf-8")
+    assert cli_main(["lock", "--check", "--stack-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a valid lock file (a merge conflict?)" in err and "Traceback" not in err

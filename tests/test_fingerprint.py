@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from components.fingerprint import canonical_kickstart, changed_parts, combine, fingerprint_parts, freshness_epoch
+from components.fingerprint import canonical_kickstart, combine, fingerprint_parts, freshness_epoch
 from components.packer_template import build_affecting_parts
 from components.plan import plan_stack
 from components.stackfile import load_stack_file
@@ -31,6 +31,11 @@ def _replace(old: str, new: str, count: int = 1) -> TextEdit:
 
 def _append(line: str) -> TextEdit:
     return lambda text: text + line
+
+
+def changed_parts(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """The fingerprint parts that differ: what `pulumi preview --diff` shows in the triggers."""
+    return sorted(name for name in set(old) | set(new) if old.get(name) != new.get(name))
 
 
 class Workspace:
@@ -194,6 +199,8 @@ def test_edits_that_must_rebuild_name_their_part(workspace: Workspace, target: s
     after = workspace.parts()
     assert combine(after) != combine(before)
     assert part in changed_parts(before, after)
+    if part in ("k3s", "iso", "plugin"):
+        assert changed_parts(before, after) == [part], "one change, one named cause"
 
 
 def test_selinux_mode_changes_the_kickstart_part() -> None:

@@ -52,7 +52,8 @@ def test_bump_then_update_passes(project: Path, capsys: Any) -> None:
     _edit(project, "rootMinGiB: 8", "rootMinGiB: 10")
     _edit(project, 'version: "1.0.0"', 'version: "1.1.0"')
     code, output = _lock(project, "--check", capsys)
-    assert code == 1 and "not recorded in the lock file; run `python -m components lock --update`" in output
+    assert code == 1 and "not recorded in the lock file; record it with `lock --update`" in output
+    assert "python -m components lock --update --stack-file" in output
     assert _lock(project, "--update", capsys)[0] == 0
     assert _lock(project, "--check", capsys)[0] == 0
     recorded = json.loads(project.with_name("Pulumi.homelab.lock.json").read_text(encoding="utf-8"))
