@@ -24,8 +24,9 @@ from components.config import ConfigError, StackConfig
 from components.kickstart import BUILD_KEY_PLACEHOLDER, KickstartInvalid
 from components.packer_files import KICKSTART_FILE, SCRIPTS_DIR, TEMPLATE_FILE
 from components.packer_template import PackerTemplateInvalid, validate_packer_template
+from components.paths import stack_file_path
 from components.plan import ImagePlan, plan_stack
-from components.stackfile import load_stack_file, stack_file_path
+from components.stackfile import load_stack_file
 from components.versioning import (
     check_version,
     content_fingerprint,

@@ -16,8 +16,8 @@ from pulumi.runtime import config as runtime_config
 
 from components.config import PROJECT, PROVIDER, ConfigError, StackConfig, load_config
 from components.kickstart import KickstartInvalid
+from components.paths import PROJECT_DIR, stack_file_path
 from components.plan import ImagePlan, plan_stack
-from components.stackfile import PROJECT_DIR, stack_file_path
 from components.versioning import (
     check_version,
     content_fingerprint,

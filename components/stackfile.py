@@ -11,12 +11,6 @@ from components.config import PROVIDER, ConfigError, StackConfig, load_config
 
 TOKEN_KEY = f"{PROVIDER}:apiToken"
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-
-
-def stack_file_path(stack: str, project_dir: Path = PROJECT_DIR) -> Path:
-    return project_dir / f"Pulumi.{stack}.yaml"
-
 
 def read_stack_config(path: Path) -> dict[str, Any]:
     """The raw ``config:`` mapping of a stack file; ConfigError if it cannot be read."""
