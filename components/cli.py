@@ -4,6 +4,7 @@ python -m components render      --stack homelab --out DIR
 python -m components validate    --stack homelab
 python -m components fingerprint --stack homelab [--explain]
 python -m components lock        --stack homelab (--check | --update)
+python -m components spec        --stack homelab --image NAME   (the build command's stdin)
 
 The one online command, gc, reads the Proxmox endpoint and token from
 PROXMOX_VE_ENDPOINT / PROXMOX_VE_API_TOKEN (see docs/build-runner.md):
@@ -107,6 +108,16 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spec(args: argparse.Namespace) -> int:
+    _, _, plans = _load(args)
+    names = [plan.name for plan in plans]
+    if args.image not in names:
+        raise CommandFailed(f"no image {args.image!r} in the stack; images: {', '.join(names)}")
+    plan = next(plan for plan in plans if plan.name == args.image)
+    sys.stdout.write(plan.build_spec.to_stdin())
+    return 0
+
+
 def _lock_findings(stack_file: Path, plans: Sequence[ImagePlan]) -> list[str]:
     lock = read_lock(lock_path(stack_file))
     findings = []
@@ -179,6 +190,9 @@ def _parser() -> argparse.ArgumentParser:
     fingerprint = command("fingerprint", "print each image's version and fingerprint as JSON")
     fingerprint.add_argument("--explain", action="store_true", help="include the fingerprint's parts")
     fingerprint.set_defaults(run=cmd_fingerprint)
+    spec = command("spec", "print an image's build spec: the stdin of `python -m components.build`")
+    spec.add_argument("--image", required=True, help="image name")
+    spec.set_defaults(run=cmd_spec)
     lock = command("lock", "check or update the version lock file")
     mode = lock.add_mutually_exclusive_group(required=True)
     mode.add_argument(

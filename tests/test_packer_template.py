@@ -184,3 +184,13 @@ def test_fingerprint_command_prints_version_and_fingerprint(capsys: Any) -> None
     printed = json.loads(capsys.readouterr().out)
     assert printed[IMAGE]["version"] == "1.0.0"
     assert re.fullmatch(r"[0-9a-f]{64}", printed[IMAGE]["fingerprint"])
+
+
+def test_spec_command_prints_the_build_commands_stdin(capsys: Any) -> None:
+    from components.build_spec import BuildSpec
+
+    assert cli_main(["spec", "--stack-file", str(FIXTURE_STACK_FILE), "--image", IMAGE]) == 0
+    spec = BuildSpec.from_stdin(capsys.readouterr().out)
+    assert spec == plan_for().build_spec.replace(fingerprint_parts=spec.fingerprint_parts, fingerprint=spec.fingerprint)
+    assert cli_main(["spec", "--stack-file", str(FIXTURE_STACK_FILE), "--image", "nope"]) == 1
+    assert "no image 'nope' in the stack; images: alma9-k3s-node-amd64" in capsys.readouterr().err
