@@ -12,6 +12,24 @@ from components.config import PROVIDER, ConfigError, StackConfig, load_config
 TOKEN_KEY = f"{PROVIDER}:apiToken"
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: object, line: int) -> None:
+        super().__init__(f"key {key!r} appears twice (second time at line {line})")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML keeps the last of two equal keys; in a stack file that silently drops settings."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_stack_config(path: Path) -> dict[str, Any]:
     """The raw ``config:`` mapping of a stack file; ConfigError if it cannot be read."""
     try:
@@ -19,7 +37,9 @@ def read_stack_config(path: Path) -> dict[str, Any]:
     except OSError as error:
         raise ConfigError([f"{path}: cannot read the stack file ({error.strerror})"]) from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
+    except _DuplicateKey as error:
+        raise ConfigError([f"{path}: {error}"]) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

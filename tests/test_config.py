@@ -251,3 +251,11 @@ def test_a_corrupt_lock_file_is_a_clear_error(tmp_path: Path, capsys: Any) -> No
     assert cli_main(["lock", "--check", "--stack-file", str(path)]) == 2
     err = capsys.readouterr().err
     assert "not a valid lock file (a merge conflict?)" in err and "Traceback" not in err
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path: Path, capsys: Any) -> None:
+    text = FIXTURE_STACK_FILE.read_text(encoding="utf-8") + "  homelab-images:build:\n    timeoutMinutes: 30\n"
+    path = tmp_path / "Pulumi.dup.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert cli_main(["validate", "--stack-file", str(path)]) == 2
+    assert "key 'homelab-images:build' appears twice" in capsys.readouterr().err
