@@ -15,7 +15,7 @@ import pulumi
 import pulumi_command as command
 
 from components.build.commands import CREATE_COMMAND, DELETE_COMMAND, UPDATE_COMMAND
-from components.build_result import parse_build_result
+from components.build.result import require_result
 from components.build_spec import BuildSpec
 
 
@@ -71,7 +71,7 @@ class PackerBuild(pulumi.ComponentResource):
         # secrets from everything it echoes, so its stdout is safe to show;
         # the vmId must stay readable for the stacks that clone it.
         stdout = pulumi.Output.unsecret(self.command.stdout)
-        self.result = stdout.apply(parse_build_result)
+        self.result = stdout.apply(require_result)
         self.vm_id = self.result.apply(lambda result: int(result["vmId"]))
         self.node = self.result.apply(lambda result: str(result["node"]))
         self.register_outputs({"result": self.result})

@@ -232,3 +232,9 @@ def test_multi_node_config_errors(proxmox: dict[str, Any], message: str) -> None
     config["homelab-images:proxmox"].update(proxmox)
     with pytest.raises(pulumi.RunError, match=message):
         run_program(config=config, secrets={"proxmoxve:apiToken": TOKEN})
+
+
+def test_a_build_that_prints_no_result_fails_the_update_clearly() -> None:
+    mocks = RecordingMocks(build_result=lambda inputs, vm_id: {"vmId": "not-a-number"})
+    with pytest.raises(Exception, match="does not end with a build result"):
+        run_program(secrets={"proxmoxve:apiToken": TOKEN}, mocks=mocks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from components.records import Record, RecordError, alias
 
@@ -55,3 +56,18 @@ def parse_result(text: str | None) -> BuildResult | None:
         return BuildResult.from_mapping(value)
     except RecordError:
         return None
+
+
+class BuildResultInvalid(Exception):
+    """The build command's stdout does not end with a result line."""
+
+
+def require_result(stdout: str) -> dict[str, Any]:
+    """The result as the Pulumi program exports it; an error naming the problem if there is none."""
+    result = parse_result(stdout)
+    if result is None:
+        raise BuildResultInvalid(
+            "the build command's stdout does not end with a build result "
+            '({"vmId", "node", "name", "version", "fingerprint", ...}); see its stderr in the Pulumi output'
+        )
+    return result.to_mapping()

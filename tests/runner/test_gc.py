@@ -23,8 +23,10 @@ def provenance(built_at: str) -> str:
     return f"fingerprint: {'0' * 64}\nbuilt at: {built_at}\nbuilt by homelab-images"
 
 
-def gc(runner: Runner, *args: str) -> subprocess.CompletedProcess[str]:
+def gc(runner: Runner, *args: str, without: str | None = None) -> subprocess.CompletedProcess[str]:
     env = runner.env(REQUESTS_CA_BUNDLE=runner.cafile)
+    if without:
+        del env[without]
     return subprocess.run(
         [sys.executable, "-m", "components", "gc", "--stack", "homelab", *args],
         env=env,
@@ -83,17 +85,7 @@ def test_gc_with_nothing_to_collect(runner: Runner, root: Any) -> None:
 
 
 def test_gc_without_a_token_says_how_to_provide_it(runner: Runner) -> None:
-    env = runner.env()
-    del env["PROXMOX_VE_API_TOKEN"]
-    done = subprocess.run(
-        [sys.executable, "-m", "components", "gc", "--stack", "homelab"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = gc(runner, without="PROXMOX_VE_API_TOKEN")
     assert done.returncode != 0
     assert done.stderr.strip() == (
         "error: PROXMOX_VE_API_TOKEN is not set, python -m components gc: "
