@@ -14,8 +14,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 # The offline main job: validate every image and render its kickstart, Packer template and scripts.
 render: $(VENV)/.installed
-	$(PY) -m components render --stack $(STACK) --out $(OUT)
-	$(PY) -m components validate --stack $(STACK)
+	$(PY) -m homelab_images render --stack $(STACK) --out $(OUT)
+	$(PY) -m homelab_images validate --stack $(STACK)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

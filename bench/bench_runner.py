@@ -32,11 +32,11 @@ sys.path.insert(0, str(REPO))
 from fakepve import FakePve  # noqa: E402
 from fakepve.certs import make_cert  # noqa: E402
 
-from components.build.commands import CREATE_COMMAND, DELETE_COMMAND  # noqa: E402
-from components.build.preflight import REQUIRED_PRIVILEGES  # noqa: E402
-from components.build_spec import BuildSpec  # noqa: E402
-from components.plan import plan_stack  # noqa: E402
-from components.stackfile import load_stack_file  # noqa: E402
+from homelab_images.contract.build_spec import BuildSpec  # noqa: E402
+from homelab_images.contract.commands import CREATE_COMMAND, DELETE_COMMAND  # noqa: E402
+from homelab_images.core.plan import plan_stack  # noqa: E402
+from homelab_images.core.stackfile import load_stack_file  # noqa: E402
+from homelab_images.runner.preflight import REQUIRED_PRIVILEGES  # noqa: E402
 
 TARGET_SECONDS = 5.0
 TOKEN_ID = "images@pve!build"

@@ -16,9 +16,9 @@ import pulumi
 from components.iso_file import IsoFile
 from components.kickstart_file import KickstartFile, KickstartFileArgs
 from components.packer_build import PackerBuild, PackerBuildArgs
-from components.packer_template import SCSI_CONTROLLER
-from components.plan import ImagePlan, plan_for_node
 from components.proxmox_template import ProxmoxTemplate, ProxmoxTemplateArgs
+from homelab_images.core.packer_template import SCSI_CONTROLLER
+from homelab_images.core.plan import ImagePlan, plan_for_node
 
 OUTPUTS_SCHEMA_VERSION = 1
 

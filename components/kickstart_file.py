@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.kickstart import validate_kickstart
+from homelab_images.core.kickstart import validate_kickstart
 
 
 @dataclass(frozen=True)

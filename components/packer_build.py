@@ -14,9 +14,9 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 
-from components.build.commands import CREATE_COMMAND, DELETE_COMMAND, UPDATE_COMMAND
-from components.build.result import require_result
-from components.build_spec import BuildSpec
+from homelab_images.contract.build_spec import BuildSpec
+from homelab_images.contract.commands import CREATE_COMMAND, DELETE_COMMAND, UPDATE_COMMAND
+from homelab_images.contract.result import require_result
 
 
 @dataclass(frozen=True)

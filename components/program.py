@@ -14,11 +14,11 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from components.config import PROJECT, PROVIDER, ConfigError, StackConfig, load_config
-from components.kickstart import KickstartInvalid
-from components.paths import PROJECT_DIR, stack_file_path
-from components.plan import ImagePlan, plan_stack
-from components.versioning import (
+from homelab_images.core.config import PROJECT, PROVIDER, ConfigError, StackConfig, load_config
+from homelab_images.core.kickstart import KickstartInvalid
+from homelab_images.core.paths import PROJECT_DIR, stack_file_path
+from homelab_images.core.plan import ImagePlan, plan_stack
+from homelab_images.core.versioning import (
     check_version,
     content_fingerprint,
     lock_path,

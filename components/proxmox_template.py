@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_proxmoxve as proxmoxve
 
-from components.ownership import OWNER_TAG, Ownership
+from homelab_images.contract.ownership import OWNER_TAG, Ownership
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 COMMAND_TYPE = "command:local:Command"
-BUILD_MODULE = "components.build"
+BUILD_MODULE = "homelab_images.runner"
 TRIGGER_PARTS = ("kickstart", "packer", "scripts", "iso", "k3s", "plugin", "hardware")
 SECRET_ENVIRONMENT = ("PROXMOX_VE_API_TOKEN",)
 

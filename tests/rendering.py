@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from components.config import load_config
-from components.plan import ImagePlan, plan_stack
+from homelab_images.core.config import load_config
+from homelab_images.core.plan import ImagePlan, plan_stack
 from tests.stack_files import Mutation, mutated_config
 
 FIXED_NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -18,7 +18,8 @@ text = helper.render_k3s_user_data(
     "token", "https://10.0.0.1:6443",
 )
 assert text.startswith("#cloud-config")
-program_modules = sorted(m for m in sys.modules if m.split(".")[0] in ("components", "pydantic", "jinja2", "tests"))
+ours = ("components", "homelab_images", "pydantic", "jinja2", "tests")
+program_modules = sorted(m for m in sys.modules if m.split(".")[0] in ours)
 assert not program_modules, program_modules
 """
 

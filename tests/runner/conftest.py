@@ -1,6 +1,6 @@
 """Fixtures for the build command against fakepve, run exactly as pulumi-command runs it.
 
-The command strings from ``components.build.commands`` run through ``/bin/sh -c``
+The command strings from ``homelab_images.contract.commands`` run through ``/bin/sh -c``
 in the project root, with the spec on stdin and the Proxmox endpoint and token
 in the environment. ``packer`` on PATH is the stand-in in tests/fakes.
 """
@@ -22,8 +22,11 @@ from typing import Any
 
 import pytest
 
-from components.build.commands import CREATE_COMMAND, DELETE_COMMAND, UPDATE_COMMAND
-from components.build.preflight import (
+from homelab_images.contract.build_spec import BuildSpec
+from homelab_images.contract.commands import CREATE_COMMAND, DELETE_COMMAND, UPDATE_COMMAND
+from homelab_images.core.plan import plan_stack
+from homelab_images.core.stackfile import load_stack_file
+from homelab_images.runner.preflight import (
     BRIDGE_PRIVILEGES,
     ISO_STORAGE_PRIVILEGES,
     NODE_PRIVILEGES,
@@ -31,9 +34,6 @@ from components.build.preflight import (
     VM_STORAGE_PRIVILEGES,
     vm_privileges,
 )
-from components.build_spec import BuildSpec
-from components.plan import plan_stack
-from components.stackfile import load_stack_file
 
 REPO = Path(__file__).resolve().parents[2]
 STAND_IN_PACKER = REPO / "tests" / "fakes" / "packer"

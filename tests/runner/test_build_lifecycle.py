@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.ownership import FINGERPRINT_TAG_CHARS, OWNER_TAG, PENDING_TAG, SUPERSEDED_TAG
+from homelab_images.contract.ownership import FINGERPRINT_TAG_CHARS, OWNER_TAG, PENDING_TAG, SUPERSEDED_TAG
 from tests.runner.conftest import SECRET, Runner, next_spec, tags_of, vms
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from components.ownership import build_tags, join_tags
+from homelab_images.contract.ownership import build_tags, join_tags
 from tests.runner.conftest import Run, Runner, finish, interrupt, make_vm, tags_of, vms
 
 

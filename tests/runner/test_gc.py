@@ -1,4 +1,4 @@
-"""`python -m components gc --stack homelab [--apply]`: superseded templates and leftovers, ours only."""
+"""`python -m homelab_images gc --stack homelab [--apply]`: superseded templates and leftovers, ours only."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 from typing import Any
 
-from components.ownership import SUPERSEDED_TAG, build_tags, join_tags
+from homelab_images.contract.ownership import SUPERSEDED_TAG, build_tags, join_tags
 from tests.runner.conftest import REPO, SECRET, Runner, make_vm, vms
 
 IMAGE = "alma9-k3s-node-amd64"
@@ -28,7 +28,7 @@ def gc(runner: Runner, *args: str, without: str | None = None) -> subprocess.Com
     if without:
         del env[without]
     return subprocess.run(
-        [sys.executable, "-m", "components", "gc", "--stack", "homelab", *args],
+        [sys.executable, "-m", "homelab_images", "gc", "--stack", "homelab", *args],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -88,6 +88,6 @@ def test_gc_without_a_token_says_how_to_provide_it(runner: Runner) -> None:
     done = gc(runner, without="PROXMOX_VE_API_TOKEN")
     assert done.returncode != 0
     assert done.stderr.strip() == (
-        "error: PROXMOX_VE_API_TOKEN is not set, python -m components gc: "
+        "error: PROXMOX_VE_API_TOKEN is not set, python -m homelab_images gc: "
         "export PROXMOX_VE_API_TOKEN='user@realm!tokenid=secret' (the token of proxmoxve:apiToken) and run again"
     )

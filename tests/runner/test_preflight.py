@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from components.build.preflight import ISO_STORAGE_PRIVILEGES
+from homelab_images.runner.preflight import ISO_STORAGE_PRIVILEGES
 from tests.runner.conftest import TOKEN_ID, Run, Runner, grant_build_role, vms
 
 

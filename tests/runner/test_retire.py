@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from components.ownership import SUPERSEDED_TAG
+from homelab_images.contract.ownership import SUPERSEDED_TAG
 from tests.runner.conftest import Run, Runner, make_vm, tags_of, vms
 
 
@@ -30,7 +30,7 @@ def test_linked_clones_keep_the_template_and_delete_exits_0(runner: Runner, pve:
     assert deleted.warnings == [
         f"warning: could not delete template VM {vmid} ({runner.spec.template_name}) on pve1: linked clones still "
         f"use its disks. It is kept and tagged {SUPERSEDED_TAG}; "
-        "`python -m components gc --stack <stack> --apply` deletes it once unused"
+        "`python -m homelab_images gc --stack <stack> --apply` deletes it once unused"
     ]
 
 

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from components.build.console import Console
-from components.build.create import packer_error
-from components.build.env import parse_token
-from components.build.errors import RunnerError
-from components.build.packer_run import PackerRun, read_manifest, stage_of
-from components.build.preflight import held_on
-from components.build.provenance import describe, parse
-from components.build.proxmox import Kind, kind_of_message
-from components.build.result import parse_result
+from homelab_images.contract.result import parse_result
+from homelab_images.runner.console import Console
+from homelab_images.runner.create import packer_error
+from homelab_images.runner.env import parse_token
+from homelab_images.runner.errors import RunnerError
+from homelab_images.runner.packer_run import PackerRun, read_manifest, stage_of
+from homelab_images.runner.preflight import held_on
+from homelab_images.runner.provenance import describe, parse
+from homelab_images.runner.proxmox import Kind, kind_of_message
 from tests.runner.conftest import shipped_spec
 
 

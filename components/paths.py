@@ -1,9 +1,0 @@
-"""Where the project's files are."""
-
-from pathlib import Path
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-
-
-def stack_file_path(stack: str, project_dir: Path = PROJECT_DIR) -> Path:
-    return project_dir / f"Pulumi.{stack}.yaml"

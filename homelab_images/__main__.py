@@ -1,0 +1,5 @@
+import sys
+
+from homelab_images.cli.main import main
+
+sys.exit(main())

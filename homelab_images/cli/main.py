@@ -1,0 +1,226 @@
+"""The offline commands (no Pulumi CLI, no credentials, no network), and gc (talks to Proxmox).
+
+python -m homelab_images render      --stack homelab --out DIR
+python -m homelab_images validate    --stack homelab
+python -m homelab_images fingerprint --stack homelab [--explain]
+python -m homelab_images lock        --stack homelab (--check | --update)
+python -m homelab_images spec        --stack homelab --image NAME   (the build command's stdin)
+
+The one online command, gc, reads the Proxmox endpoint and token from
+PROXMOX_VE_ENDPOINT / PROXMOX_VE_API_TOKEN (see docs/build-runner.md):
+
+python -m homelab_images gc          --stack homelab [--apply]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from homelab_images.contract.packer_files import KICKSTART_FILE, SCRIPTS_DIR, TEMPLATE_FILE
+from homelab_images.core.config import ConfigError, StackConfig
+from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER, KickstartInvalid
+from homelab_images.core.packer_template import PackerTemplateInvalid, validate_packer_template
+from homelab_images.core.paths import stack_file_path
+from homelab_images.core.plan import ImagePlan, plan_stack
+from homelab_images.core.stackfile import load_stack_file
+from homelab_images.core.versioning import (
+    check_version,
+    content_fingerprint,
+    lock_path,
+    read_lock,
+    updated_lock,
+    write_lock,
+)
+
+EXIT_INVALID = 2
+
+
+class CommandFailed(Exception):
+    """A problem the user must fix; the message says which and how."""
+
+
+def _stack_file(args: argparse.Namespace) -> Path:
+    return Path(args.stack_file) if args.stack_file else stack_file_path(args.stack)
+
+
+def _plans(config: StackConfig) -> list[ImagePlan]:
+    plans = plan_stack(config, datetime.now(UTC))
+    for plan in plans:
+        try:
+            validate_packer_template(plan.packer_template, plan.kickstart)
+        except PackerTemplateInvalid as error:
+            raise CommandFailed(f"image {plan.name}: Packer template: {error}") from None
+    return plans
+
+
+def _load(args: argparse.Namespace) -> tuple[Path, StackConfig, list[ImagePlan]]:
+    path = _stack_file(args)
+    config = load_stack_file(path)
+    return path, config, _plans(config)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    _, _, plans = _load(args)
+    out = Path(args.out)
+    for plan in plans:
+        directory = out / plan.name
+        (directory / SCRIPTS_DIR).mkdir(parents=True, exist_ok=True)
+        (directory / KICKSTART_FILE).write_text(plan.kickstart, encoding="utf-8")
+        (directory / TEMPLATE_FILE).write_text(json.dumps(plan.packer_template, indent=2) + "\n", encoding="utf-8")
+        for name, text in plan.scripts.items():
+            (directory / SCRIPTS_DIR / name).write_text(text, encoding="utf-8")
+        print(f"{plan.name}: wrote {directory}/{KICKSTART_FILE}, {TEMPLATE_FILE}, {SCRIPTS_DIR}/")
+    print(f"note: {KICKSTART_FILE} carries {BUILD_KEY_PLACEHOLDER}; the build command puts a per-build key there")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    path, config, plans = _load(args)
+    for plan in plans:
+        print(f"{plan.name} v{plan.image.version}: kickstart and Packer template valid")
+    findings = _lock_findings(path, plans)
+    for finding in findings:
+        print(f"warning: {finding}", file=sys.stderr)
+    if findings:
+        print(f"note: {_lock_hint(path)}", file=sys.stderr)
+    if findings and config.build.strict_versioning:
+        raise CommandFailed("strictVersioning is on and the lock file disagrees (see above)")
+    return 0
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    _, _, plans = _load(args)
+    result: dict[str, dict[str, object]] = {}
+    for plan in plans:
+        entry: dict[str, object] = {
+            "version": plan.image.version,
+            "fingerprint": plan.fingerprint,
+        }
+        if args.explain:
+            entry["parts"] = plan.fingerprint_parts
+        result[plan.name] = entry
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    _, _, plans = _load(args)
+    names = [plan.name for plan in plans]
+    if args.image not in names:
+        raise CommandFailed(f"no image {args.image!r} in the stack; images: {', '.join(names)}")
+    plan = next(plan for plan in plans if plan.name == args.image)
+    sys.stdout.write(plan.build_spec.to_stdin())
+    return 0
+
+
+def _lock_findings(stack_file: Path, plans: Sequence[ImagePlan]) -> list[str]:
+    lock = read_lock(lock_path(stack_file))
+    findings = []
+    for plan in plans:
+        finding = check_version(
+            lock,
+            plan.name,
+            plan.image.version,
+            content_fingerprint(plan.fingerprint_parts),
+        )
+        if finding is not None:
+            findings.append(str(finding))
+    return findings
+
+
+def _lock_hint(stack_file: Path) -> str:
+    return (
+        f"lock file {lock_path(stack_file)}; after a version bump: "
+        f"python -m homelab_images lock --update --stack-file {stack_file}"
+    )
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    path, _, plans = _load(args)
+    lock_file = lock_path(path)
+    if args.update:
+        current = {plan.name: (plan.image.version, content_fingerprint(plan.fingerprint_parts)) for plan in plans}
+        try:
+            write_lock(lock_file, updated_lock(read_lock(lock_file), current))
+        except ValueError as error:
+            raise CommandFailed(str(error)) from None
+        print(f"updated {lock_file.name}")
+        return 0
+    findings = _lock_findings(path, plans)
+    if findings:
+        raise CommandFailed("\n".join([*findings, _lock_hint(path)]))
+    print(f"{lock_file.name}: every image's version matches its content")
+    return 0
+
+
+# --- gc: the only command that talks to Proxmox; the work is in homelab_images.runner.gc.
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from homelab_images.runner.errors import RunnerError
+    from homelab_images.runner.gc import run_gc
+
+    config = load_stack_file(_stack_file(args))
+    try:
+        return run_gc(config, args.apply, sys.stdout)
+    except RunnerError as error:
+        raise CommandFailed(str(error)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m homelab_images", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        where = sub.add_mutually_exclusive_group(required=True)
+        where.add_argument("--stack", help="stack name: reads Pulumi.<stack>.yaml of this project")
+        where.add_argument("--stack-file", help="path of any stack file")
+        return sub
+
+    render = command("render", "write ks.cfg, the Packer template and scripts per image")
+    render.add_argument("--out", required=True, help="output directory")
+    render.set_defaults(run=cmd_render)
+    command("validate", "validate the config and every generated artifact").set_defaults(run=cmd_validate)
+    fingerprint = command("fingerprint", "print each image's version and fingerprint as JSON")
+    fingerprint.add_argument("--explain", action="store_true", help="include the fingerprint's parts")
+    fingerprint.set_defaults(run=cmd_fingerprint)
+    spec = command("spec", "print an image's build spec: the stdin of `python -m homelab_images.runner`")
+    spec.add_argument("--image", required=True, help="image name")
+    spec.set_defaults(run=cmd_spec)
+    lock = command("lock", "check or update the version lock file")
+    mode = lock.add_mutually_exclusive_group(required=True)
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="fail if an image changed without a version bump",
+    )
+    mode.add_argument(
+        "--update",
+        action="store_true",
+        help="record the current versions and fingerprints",
+    )
+    lock.set_defaults(run=cmd_lock)
+    gc = command("gc", "list (or --apply: delete) superseded templates and failed-build leftovers on Proxmox")
+    gc.add_argument("--apply", action="store_true", help="delete the unused ones (default: dry run)")
+    gc.set_defaults(run=cmd_gc)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    except (KickstartInvalid, CommandFailed) as error:
+        for line in str(error).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 1

@@ -1,0 +1,100 @@
+"""Render, validate and canonicalize the kickstart of an image (pure functions)."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from homelab_images.core.config import Image
+from homelab_images.core.kickstart_cache import KickstartReport, cached_report
+
+KICKSTART_DIR = Path(__file__).resolve().parents[2] / "kickstart"
+TEMPLATE_NAME = "alma9-k3s.ks.j2"
+
+# Stands for the per-build SSH public key until the build command supplies it.
+BUILD_KEY_PLACEHOLDER = "@BUILD_SSH_PUBLIC_KEY@"
+
+
+class KickstartInvalid(Exception):
+    """The rendered kickstart is rejected; the message says where and why."""
+
+
+def inspect_kickstart(text: str) -> KickstartReport:
+    """What Anaconda's parser says about ``text``: computed once per distinct text and
+    pykickstart version, then remembered (in memory and in the user's cache directory)."""
+
+    def compute() -> KickstartReport:
+        # pykickstart is imported only when a text has not been checked before.
+        from homelab_images.core.kickstart_check import check_kickstart
+
+        return check_kickstart(text)
+
+    return cached_report(text, compute)
+
+
+@cache
+def _environment(directory: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def render_kickstart(
+    image: Image,
+    build_ssh_public_key: str = BUILD_KEY_PLACEHOLDER,
+    template_dir: Path = KICKSTART_DIR,
+) -> str:
+    template = _environment(template_dir).get_template(TEMPLATE_NAME)
+    return template.render(image=image, build_ssh_public_key=build_ssh_public_key)
+
+
+def validate_kickstart(text: str) -> None:
+    """Parse with Anaconda's own parser (RHEL9 handler) and check what every image needs."""
+    report = inspect_kickstart(text)
+    if report.error:
+        raise KickstartInvalid(report.error)
+    if report.problems:
+        raise KickstartInvalid("kickstart misses image requirements: " + "; ".join(report.problems))
+
+
+def canonical_kickstart(text: str) -> str:
+    """The kickstart as Anaconda acts on it: commands, packages and script bodies.
+
+    Layout and comments do not count; script bodies count line for line,
+    here-documents verbatim (see kickstart_check.py).
+    """
+    report = inspect_kickstart(text)
+    if report.error:
+        raise KickstartInvalid(report.error)
+    return report.canonical
+
+
+_COMMENT_OR_BLANK = re.compile(r"^\s*(#.*)?$")
+_HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
+
+
+def script_without_comments(body: str) -> str:
+    """Drop blank and comment-only shell lines, but never inside a here-document,
+    whose lines become file content in the image."""
+    kept: list[str] = []
+    heredoc_end: str | None = None
+    for raw_line in body.splitlines():
+        line = raw_line.rstrip()
+        if heredoc_end is not None:
+            kept.append(line)
+            if line.strip() == heredoc_end:
+                heredoc_end = None
+            continue
+        if _COMMENT_OR_BLANK.match(line):
+            continue
+        kept.append(line)
+        opened = _HEREDOC.search(line)
+        if opened:
+            heredoc_end = opened.group(2)
+    return "\n".join(kept)

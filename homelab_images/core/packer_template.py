@@ -1,0 +1,316 @@
+"""The Packer template (HCL2 JSON) for the proxmox-iso builder of github.com/hashicorp/proxmox.
+
+Pure: the same image and settings give the same template. Credentials never
+appear in it: Packer reads the Proxmox URL, token ID and secret from
+PROXMOX_URL / PROXMOX_USERNAME / PROXMOX_TOKEN, and the per-build SSH key
+through variables the build command sets in the environment (PKR_VAR_*).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from homelab_images.contract.packer_files import (
+    KICKSTART_FILE,
+    MANIFEST_FILE,
+    SCRIPTS_DIR,
+    VAR_DESCRIPTION,
+    VAR_PRIVATE_KEY_FILE,
+    VAR_PUBLIC_KEY,
+    VAR_TAGS,
+    VAR_VM_ID,
+)
+from homelab_images.core.config import BuildSettings, Image, ProxmoxSettings
+from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER
+
+PLUGIN_SOURCE = "github.com/hashicorp/proxmox"
+PROVISIONING_SCRIPTS = ("install-k3s.sh", "seal.sh")
+
+# One controller per disk: lets io_thread work for SCSI disks.
+SCSI_CONTROLLER = "virtio-scsi-single"
+
+# UEFI GRUB on the AlmaLinux ISO: pick "Install" (the default entry checks the
+# media first), edit it, append to the kernel line, boot with Ctrl-X.
+# Kept short on purpose: every key is one Proxmox API call.
+_EDIT_INSTALL_ENTRY = "<up>e<wait><down><down><leftCtrlOn>e<leftCtrlOff>"
+_BOOT_EDITED_ENTRY = "<leftCtrlOn>x<leftCtrlOff>"
+# SeaBIOS shows isolinux: <tab> edits the selected entry's kernel line.
+_BIOS_EDIT = "<up><tab>"
+_BIOS_BOOT = "<enter>"
+
+
+def hcl_literal(text: str) -> str:
+    """Escape text embedded in a pkr.json string so HCL does not treat ``${`` or ``%{`` as templates."""
+    return text.replace("${", "$${").replace("%{", "%%{")
+
+
+def _var(name: str) -> str:
+    return "${var." + name + "}"
+
+
+def packer_kickstart(kickstart_text: str) -> str:
+    """The kickstart as embedded in the template: literal, except that the build key comes from a variable."""
+    return hcl_literal(kickstart_text).replace(BUILD_KEY_PLACEHOLDER, _var(VAR_PUBLIC_KEY))
+
+
+def boot_command(image: Image, delivery: str) -> list[str]:
+    if delivery == "http":
+        kernel_args = " inst.text inst.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/" + KICKSTART_FILE
+    else:
+        # Anaconda loads ks.cfg from the volume labelled OEMDRV; naming it keeps the intent explicit.
+        kernel_args = " inst.text inst.ks=hd:LABEL=OEMDRV:/" + KICKSTART_FILE
+    if image.hardware.firmware == "ovmf":
+        return [_EDIT_INSTALL_ENTRY, kernel_args, _BOOT_EDITED_ENTRY]
+    return [_BIOS_EDIT, kernel_args, _BIOS_BOOT]
+
+
+def iso_volume(proxmox: ProxmoxSettings, image: Image) -> str:
+    return f"{proxmox.iso_storage}:iso/{image.iso.file_name}"
+
+
+def k3s_environment(image: Image) -> list[str]:
+    k3s = image.k3s
+    return [
+        f"HI_K3S_VERSION={k3s.version}",
+        f"HI_K3S_BINARY_SHA256={k3s.binary_sha256}",
+        f"HI_K3S_INSTALL_SHA256={k3s.install_script_sha256}",
+        f"HI_K3S_AIRGAP_SHA256={k3s.airgap_images_sha256 or ''}",
+    ]
+
+
+def image_source(image: Image) -> dict[str, Any]:
+    """Settings of the source that shape the image itself (see ``build_affecting_parts``)."""
+    hardware = image.hardware
+    source: dict[str, Any] = {
+        "os": "l26",
+        "machine": hardware.machine,
+        "bios": hardware.firmware,
+        "cpu_type": hardware.cpu_type,
+        "cores": hardware.cores,
+        "sockets": 1,
+        "memory": hardware.memory_mib,
+        "scsi_controller": SCSI_CONTROLLER,
+        "qemu_agent": True,
+        "cloud_init": True,
+        "cloud_init_disk_type": "scsi",
+        "serials": ["socket"],
+        "rng0": {"source": "/dev/urandom", "max_bytes": 1024, "period": 1000},
+    }
+    disk: dict[str, Any] = {
+        "type": hardware.disk_bus,
+        "disk_size": f"{hardware.disk_gib}G",
+        "format": "raw",
+        "discard": True,
+        "io_thread": hardware.disk_bus in ("scsi", "virtio"),
+    }
+    if hardware.disk_bus != "virtio":
+        disk["ssd"] = True
+    source["disks"] = [disk]
+    if hardware.firmware == "ovmf":
+        source["efi_config"] = {
+            "efi_type": "4m",
+            "pre_enrolled_keys": True,
+            "efi_format": "raw",
+        }
+    return source
+
+
+def provisioners(image: Image) -> list[dict[str, Any]]:
+    return [
+        {
+            "shell": {
+                "scripts": [f"{SCRIPTS_DIR}/install-k3s.sh"],
+                "environment_vars": k3s_environment(image),
+            }
+        },
+        {"shell": {"scripts": [f"{SCRIPTS_DIR}/seal.sh"]}},
+    ]
+
+
+def build_affecting_parts(image: Image) -> dict[str, Any]:
+    """What of the Packer template changes the image: the VM's shape and the provisioning steps.
+
+    Where it builds (node, storage, bridge, VM ID), how long it waits, how the
+    kickstart travels and how the template is named or described do not.
+    """
+    source = image_source(image)
+    disks = [{key: value for key, value in disk.items() if key != "storage_pool"} for disk in source["disks"]]
+    # The k3s values handed to the scripts are the fingerprint's k3s part; here only their names count.
+    steps = [
+        {kind: {**step, "environment_vars": [var.split("=", 1)[0] for var in step.get("environment_vars", [])]}}
+        for provisioner in provisioners(image)
+        for kind, step in provisioner.items()
+    ]
+    return {**source, "disks": disks, "network_adapters": [{"model": "virtio"}], "provisioners": steps}
+
+
+def render_packer_template(
+    image: Image,
+    proxmox: ProxmoxSettings,
+    build: BuildSettings,
+    kickstart_text: str,
+    insecure: bool,
+) -> dict[str, Any]:
+    """The complete pkr.json document for one image."""
+    source = image_source(image)
+    for disk in source["disks"]:
+        disk["storage_pool"] = proxmox.vm_storage
+    if "efi_config" in source:
+        source["efi_config"] = {
+            "efi_storage_pool": proxmox.vm_storage,
+            **source["efi_config"],
+        }
+    embedded_kickstart = packer_kickstart(kickstart_text)
+    boot_iso: dict[str, Any] = {
+        "type": "ide",
+        "index": "2",
+        "iso_file": iso_volume(proxmox, image),
+        "unmount": True,
+    }
+    source.update(
+        {
+            "insecure_skip_tls_verify": insecure,
+            "node": proxmox.node,
+            "vm_id": _var(VAR_VM_ID),
+            "vm_name": image.template_name,
+            "template_name": image.template_name,
+            "template_description": _var(VAR_DESCRIPTION),
+            "tags": _var(VAR_TAGS),
+            "network_adapters": [{"model": "virtio", "bridge": proxmox.bridge, "firewall": False}],
+            "cloud_init_storage_pool": proxmox.cloud_init_pool,
+            "boot_iso": boot_iso,
+            "boot_wait": f"{build.boot_wait_seconds}s",
+            "boot_key_interval": "20ms",
+            "boot_command": boot_command(image, build.kickstart_delivery),
+            "task_timeout": f"{build.task_timeout_minutes}m",
+            "communicator": "ssh",
+            "ssh_username": "root",
+            "ssh_private_key_file": _var(VAR_PRIVATE_KEY_FILE),
+            "ssh_timeout": f"{build.ssh_timeout_minutes}m",
+        }
+    )
+    if build.kickstart_delivery == "http":
+        source["http_content"] = {"/" + KICKSTART_FILE: embedded_kickstart}
+    else:
+        source["additional_iso_files"] = [
+            {
+                "type": "ide",
+                "index": "3",
+                "cd_content": {KICKSTART_FILE: embedded_kickstart},
+                "cd_label": "OEMDRV",
+                "iso_storage_pool": proxmox.iso_storage,
+                "unmount": True,
+            }
+        ]
+    return {
+        "packer": {
+            "required_version": ">= 1.11.0",
+            "required_plugins": {
+                "proxmox": {
+                    "version": f"= {build.packer_plugin_version}",
+                    "source": PLUGIN_SOURCE,
+                }
+            },
+        },
+        "variable": {
+            VAR_VM_ID: {
+                "type": "number",
+                "description": "VM ID the build command allocated.",
+            },
+            VAR_PUBLIC_KEY: {
+                "type": "string",
+                "description": "Per-build SSH public key.",
+            },
+            VAR_PRIVATE_KEY_FILE: {
+                "type": "string",
+                "sensitive": True,
+                "description": "Per-build SSH private key file.",
+            },
+            VAR_DESCRIPTION: {
+                "type": "string",
+                "description": "Provenance shown in the Proxmox UI.",
+            },
+            VAR_TAGS: {
+                "type": "string",
+                "description": "Ownership tags, separated by ';'.",
+            },
+        },
+        "source": {"proxmox-iso": {image.name: source}},
+        "build": {
+            "sources": [f"source.proxmox-iso.{image.name}"],
+            "provisioner": provisioners(image),
+            "post-processor": [{"manifest": {"output": MANIFEST_FILE, "strip_path": True}}],
+        },
+    }
+
+
+def embedded_kickstart(template: Mapping[str, Any]) -> str:
+    """The kickstart text a rendered template carries, whichever way it is delivered."""
+    source = next(iter(template["source"]["proxmox-iso"].values()))
+    if "http_content" in source:
+        return str(source["http_content"]["/" + KICKSTART_FILE])
+    return str(source["additional_iso_files"][0]["cd_content"][KICKSTART_FILE])
+
+
+# Options of the proxmox-iso source this program may emit, as documented for
+# the plugin version pinned above (.web-docs/components/builder/iso/README.md).
+KNOWN_SOURCE_OPTIONS = frozenset(
+    {
+        "proxmox_url", "username", "token", "password", "insecure_skip_tls_verify", "node", "pool",
+        "task_timeout", "vm_id", "vm_name", "template_name", "template_description", "tags",
+        "memory", "ballooning_minimum", "cores", "sockets", "numa", "cpu_type", "os", "machine", "bios",
+        "efi_config", "tpm_config", "scsi_controller", "disks", "network_adapters", "vga", "serials", "rng0",
+        "qemu_agent", "vm_interface", "boot", "onboot", "disable_kvm", "cloud_init", "cloud_init_storage_pool",
+        "cloud_init_disk_type", "boot_iso", "additional_iso_files", "http_content", "http_directory",
+        "http_bind_address", "http_interface", "http_port_min", "http_port_max", "boot_command", "boot_wait",
+        "boot_key_interval", "communicator", "ssh_username", "ssh_private_key_file", "ssh_timeout",
+        "ssh_handshake_attempts", "skip_convert_to_template",
+    }
+)  # fmt: skip
+DEPRECATED_SOURCE_OPTIONS = frozenset(
+    {
+        "iso_file",
+        "iso_url",
+        "iso_urls",
+        "iso_checksum",
+        "iso_storage_pool",
+        "unmount_iso",
+        "efidisk",
+    }
+)
+
+
+class PackerTemplateInvalid(Exception):
+    """The generated template would not be accepted by Packer."""
+
+
+def validate_packer_template(template: Mapping[str, Any], kickstart_text: str) -> None:
+    """Structural checks of a rendered template: what Packer itself would reject first."""
+    problems = []
+    sources = template.get("source", {}).get("proxmox-iso", {})
+    if len(sources) != 1:
+        raise PackerTemplateInvalid("expected exactly one proxmox-iso source")
+    name, source = next(iter(sources.items()))
+    unknown = sorted(set(source) - KNOWN_SOURCE_OPTIONS)
+    if unknown:
+        problems.append(f"unknown proxmox-iso options: {', '.join(unknown)}")
+    deprecated = sorted(set(source) & DEPRECATED_SOURCE_OPTIONS)
+    if deprecated:
+        problems.append(f"deprecated options (use boot_iso): {', '.join(deprecated)}")
+    if "iso_file" not in source.get("boot_iso", {}):
+        problems.append("boot_iso.iso_file is missing")
+    if ("http_content" in source) == ("additional_iso_files" in source):
+        problems.append("the kickstart must travel either by http_content or on an OEMDRV CD")
+    if embedded_kickstart(template) != packer_kickstart(kickstart_text):
+        problems.append("the embedded kickstart differs from the rendered kickstart")
+    if template.get("build", {}).get("sources") != [f"source.proxmox-iso.{name}"]:
+        problems.append("the build block must use the proxmox-iso source")
+    plugin = template.get("packer", {}).get("required_plugins", {}).get("proxmox", {})
+    if plugin.get("source") != PLUGIN_SOURCE or not str(plugin.get("version", "")).startswith("= "):
+        problems.append(f"required_plugins must pin {PLUGIN_SOURCE} to an exact version")
+    for credential in ("token", "password"):
+        if credential in source:
+            problems.append(f"{credential} must come from the environment, not the template")
+    if problems:
+        raise PackerTemplateInvalid("; ".join(problems))

@@ -1,0 +1,100 @@
+"""Everything about one image that can be known without touching Proxmox.
+
+The Pulumi program and the offline CLI both start here, so a preview and
+``python -m homelab_images render`` always agree on the artifacts and fingerprint.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from homelab_images.contract.build_spec import BuildSpec, IdRange
+from homelab_images.core.config import Image, StackConfig
+from homelab_images.core.fingerprint import combine, fingerprint_parts
+from homelab_images.core.kickstart import KICKSTART_DIR, render_kickstart, validate_kickstart
+from homelab_images.core.packer_template import (
+    PROVISIONING_SCRIPTS,
+    build_affecting_parts,
+    iso_volume,
+    render_packer_template,
+)
+
+
+def provisioning_scripts(directory: Path) -> dict[str, str]:
+    return {name: (directory / name).read_text(encoding="utf-8") for name in PROVISIONING_SCRIPTS}
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    image: Image
+    kickstart: str
+    packer_template: dict[str, Any]
+    scripts: dict[str, str]
+    fingerprint_parts: dict[str, str]
+    fingerprint: str
+    build_spec: BuildSpec
+
+    @property
+    def name(self) -> str:
+        return self.image.name
+
+
+def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: Path = KICKSTART_DIR) -> ImagePlan:
+    """Render and validate the kickstart and Packer template, and fingerprint the image.
+
+    Raises KickstartInvalid when the rendered kickstart is rejected.
+    """
+    kickstart = render_kickstart(image, template_dir=kickstart_dir)
+    validate_kickstart(kickstart)
+    scripts = provisioning_scripts(kickstart_dir / "scripts")
+    template = render_packer_template(image, config.proxmox, config.build, kickstart, config.insecure)
+    parts = fingerprint_parts(
+        image,
+        kickstart,
+        build_affecting_parts(image),
+        scripts,
+        config.build.packer_plugin_version,
+        now,
+    )
+    fingerprint = combine(parts)
+    spec = BuildSpec(
+        image=image.name,
+        version=image.version,
+        template_name=image.template_name,
+        fingerprint=fingerprint,
+        fingerprint_parts=parts,
+        node=config.proxmox.node,
+        vm_storage=config.proxmox.vm_storage,
+        iso_storage=config.proxmox.iso_storage,
+        iso_volume=iso_volume(config.proxmox, image),
+        iso_sha256=image.iso.sha256,
+        k3s_version=image.k3s.version,
+        bridge=config.proxmox.bridge,
+        vm_id_range=IdRange(first=config.proxmox.vm_id_range.first, last=config.proxmox.vm_id_range.last),
+        retain_previous=config.build.retain_previous,
+        timeout_minutes=config.build.timeout_minutes,
+        insecure=config.insecure,
+        ca_bundle=config.proxmox.ca_bundle,
+        kickstart_delivery=config.build.kickstart_delivery,
+        packer_template=template,
+        scripts=scripts,
+    )
+    return ImagePlan(image, kickstart, template, scripts, parts, fingerprint, spec)
+
+
+def plan_stack(config: StackConfig, now: datetime, kickstart_dir: Path = KICKSTART_DIR) -> list[ImagePlan]:
+    return [plan_image(config, image, now, kickstart_dir) for image in config.images]
+
+
+def plan_for_node(plan: ImagePlan, node: str) -> ImagePlan:
+    """The same image built on another node: same fingerprint, its own build spec."""
+    template = copy.deepcopy(plan.packer_template)
+    for source in template["source"]["proxmox-iso"].values():
+        source["node"] = node
+    spec = plan.build_spec.replace(node=node, packer_template=template)
+    return dataclasses.replace(plan, packer_template=template, build_spec=spec)

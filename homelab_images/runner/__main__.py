@@ -1,0 +1,106 @@
+"""python -m homelab_images.runner create|update|delete — run by pulumi-command; see docs/build-runner.md.
+
+stdin: the BuildSpec JSON. Environment: PROXMOX_VE_ENDPOINT, PROXMOX_VE_API_TOKEN,
+PROXMOX_VE_INSECURE (and PULUMI_COMMAND_STDOUT on update/delete). stdout: one
+JSON line (create/update); everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from homelab_images.contract.build_spec import BuildSpec
+from homelab_images.contract.records import RecordError
+from homelab_images.runner import runner
+from homelab_images.runner.console import Console
+from homelab_images.runner.env import TOKEN_VAR, read_credentials, read_tuning
+from homelab_images.runner.errors import EXIT_INVALID, Interrupted, RunnerError
+from homelab_images.runner.proxmox import ApiError, Retrier, connect, explain
+from homelab_images.runner.signals import SignalHub
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m homelab_images.runner", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("create", "update", "delete"))
+    return parser
+
+
+def read_spec(text: str) -> BuildSpec:
+    if not text.strip():
+        raise RunnerError(
+            "no build spec on stdin",
+            "stdin of the build command",
+            "pulumi-command passes it; to run by hand, pipe the spec JSON into the command",
+            EXIT_INVALID,
+        )
+    try:
+        return BuildSpec.from_stdin(text)
+    except RecordError as error:
+        raise RunnerError(
+            f"the build spec on stdin is invalid ({error})",
+            "stdin of the build command",
+            "the Pulumi component writes it: make sure the component and the runner come from the same commit",
+            EXIT_INVALID,
+        ) from None
+
+
+def _secrets_of(environ: dict[str, str]) -> list[str]:
+    raw = environ.get(TOKEN_VAR, "")
+    return [raw.strip(), raw.rpartition("=")[2].strip()] if raw else []
+
+
+def run(action: str, console: Console, hub: SignalHub) -> int:
+    environ = dict(os.environ)
+    creds = None
+    spec: BuildSpec | None = None
+    try:
+        spec = read_spec(sys.stdin.read())
+        creds = read_credentials(environ)
+        tuning = read_tuning(environ)
+        retry = Retrier(console, base_seconds=tuning.retry_base_seconds)
+        ca_bundle = runner.ca_bundle_path(spec, Path.cwd())
+        api = connect(creds, str(ca_bundle) if ca_bundle else None, spec.insecure, console)
+        ctx = runner.Context(spec, creds, tuning, console, hub, api, retry, environ, Path.cwd())
+        if action == "create":
+            # Only create needs Packer's side (and the template renderer it imports).
+            from homelab_images.runner.create import create
+
+            print(create(ctx).to_line(), flush=True)
+        elif action == "update":
+            print(runner.update(ctx).to_line(), flush=True)
+        else:
+            runner.delete(ctx)
+        return 0
+    except RunnerError as error:
+        console.error(str(error))
+        return error.exit_code
+    except ApiError as error:
+        if creds is None:
+            console.error(f"Proxmox call failed, {error.where}: {error.message}")
+            return 1
+        console.error(str(explain(error, creds)))
+        return 1
+    except Interrupted as error:
+        name = signal.Signals(error.signum).name
+        console.error(
+            f"the {action} was interrupted by {name}, {f'build of {spec.image}' if spec else 'build command'}: "
+            "the runner removed any unfinished build VM; run pulumi up again"
+        )
+        return 128 + error.signum
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(secrets=_secrets_of(dict(os.environ)))
+    hub = SignalHub()
+    hub.install()
+    return run(args.action, console, hub)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

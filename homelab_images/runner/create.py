@@ -1,0 +1,264 @@
+"""create: preflight, leftovers, VM ID, Packer, verification, result — in that order.
+
+Kept apart from update and delete: it pulls in Packer's side (the template
+renderer's constants, key generation), which they never need.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from homelab_images.contract.build_spec import BuildSpec
+from homelab_images.contract.ownership import Ownership, build_tags
+from homelab_images.contract.result import BuildResult
+from homelab_images.runner import preflight, provenance
+from homelab_images.runner.env import Credentials
+from homelab_images.runner.errors import Interrupted, RunnerError
+from homelab_images.runner.inventory import Guest, list_guests, owned_by_image
+from homelab_images.runner.packer_run import (
+    BUILD_ARGS,
+    INIT_ARGS,
+    PackerRun,
+    build_directory,
+    find_packer,
+    packer_environment,
+    read_manifest,
+    write_build_files,
+)
+from homelab_images.runner.packer_run import run_packer as run_packer_command
+from homelab_images.runner.proxmox import ApiError, Kind, explain, kind_of_message
+from homelab_images.runner.retire import Outcome, remove_owned, retained_templates
+from homelab_images.runner.runner import Context, ca_bundle_path
+from homelab_images.runner.verify import mark_finished, verify_template
+from homelab_images.runner.vmids import Claims, allocate, id_free_on_cluster
+
+# A VM ID lost to a racing build is retried with the next free one, this many times in all.
+ID_ATTEMPTS = 3
+BUILD_ERRORED = re.compile(r"Build '[^']*' errored after [^:]*: (?P<message>.+)")
+PACKER_ERROR = re.compile(r"(?:^|: )(?:Error|error)\b.*")
+ID_TAKEN = re.compile(r"VM \d+ already exists|already exists on node", re.I)
+
+
+class IdTaken(Exception):
+    """Packer's create failed because another VM took the ID first."""
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} minutes" if seconds >= 60 else f"{seconds:g} seconds"
+
+
+def timeout_seconds(ctx: Context) -> float:
+    override = ctx.tuning.timeout_override_seconds
+    return override if override is not None else ctx.spec.timeout_minutes * 60.0
+
+
+def remove_leftovers(ctx: Context, guests: list[Guest], claims: Claims) -> bool:
+    """Remove this image's unfinished builds that no running build on this machine holds."""
+    live = claims.live()
+    removed = False
+    for guest in owned_by_image(guests, ctx.spec.image):
+        if not guest.ownership.pending or guest.vmid in live:
+            continue
+        ctx.console.stage(f"removing the leftover of an earlier failed or interrupted build: {guest.where}")
+        removal = remove_owned(
+            ctx.api, ctx.retry, guest.node, guest.vmid, lambda o: o.belongs_to(ctx.spec.image) and o.pending
+        )
+        if removal.outcome is Outcome.BLOCKED:
+            ctx.console.warn(f"could not remove leftover {guest.where}: {removal.reason}")
+        removed = removed or removal.outcome is Outcome.DELETED
+    return removed
+
+
+def check_name_free(spec: BuildSpec, guests: list[Guest]) -> None:
+    foreign = [g for g in guests if g.name == spec.template_name and not g.ownership.owned]
+    if foreign:
+        raise RunnerError(
+            f"the template name {spec.template_name} is taken by {foreign[0].where}, which this program did not build",
+            "homelab-images:images",
+            "rename or remove that VM, or bump the image's version so the template gets a new name",
+        )
+
+
+def packer_error(run: PackerRun) -> str:
+    """Packer's own summary of why the build failed, else its last error line."""
+    for line in reversed(run.tail):
+        match = BUILD_ERRORED.search(line)
+        if match:
+            return match["message"].strip()
+    for line in reversed(run.tail):
+        match = PACKER_ERROR.search(line)
+        if match:
+            return match.group(0).lstrip(": ").strip()
+    return "no error message in Packer's output"
+
+
+def diagnose(run: PackerRun, where: str, creds: Credentials) -> RunnerError:
+    """The message for a failed ``packer build``, from what Packer printed last."""
+    text = "\n".join(run.tail)
+    if run.exit_code is not None and run.exit_code < 0:
+        return RunnerError(
+            f"Packer was killed (signal {-run.exit_code})",
+            where,
+            "the runner removed the build VM; check the machine's memory and processes, then run pulumi up again",
+        )
+    kind = kind_of_message(text)
+    if kind in (Kind.FORBIDDEN, Kind.QUORUM, Kind.OFFLINE, Kind.FULL, Kind.AUTH):
+        line = next((ln for ln in reversed(run.tail) if kind_of_message(ln) is kind), text)
+        problem = explain(ApiError(kind, line.strip(), where), creds)
+        return RunnerError(f"Packer build failed: {problem.what}", where, problem.todo)
+    if re.search(r"Timeout waiting for SSH", text, re.I):
+        return RunnerError(
+            "Packer build failed: the installed VM never answered on SSH",
+            where,
+            "check DHCP on the bridge, that the VM can reach Packer's HTTP server (or use kickstartDelivery: cd), "
+            "and the boot command; the runner removed the build VM",
+        )
+    return RunnerError(
+        f"Packer build failed (exit {run.exit_code}): {packer_error(run)}",
+        where,
+        "see Packer's output above; the runner removed the build VM, run pulumi up again once fixed",
+    )
+
+
+def _packer(ctx: Context, args: tuple[str, ...], directory: Path, env: Mapping[str, str], deadline: float) -> PackerRun:
+    return run_packer_command(
+        find_packer(ctx.environ), args, directory, env, ctx.console, ctx.hub, deadline, ctx.tuning.kill_grace_seconds
+    )
+
+
+def build_once(ctx: Context, vmid: int, description: str, tags: list[str], deadline: float) -> tuple[int, float]:
+    """One ``packer init`` + ``packer build`` as VM ``vmid``; returns (template VM ID, Packer seconds)."""
+    spec, console = ctx.spec, ctx.console
+    where = f"VM {vmid} on node {spec.node}"
+    with build_directory() as directory:
+        files = write_build_files(spec, directory)
+        env = packer_environment(ctx.environ, ctx.creds, ca_bundle_path(spec, ctx.cwd), vmid, files, description, tags)
+        console.stage("packer init")
+        init = _packer(ctx, INIT_ARGS, directory, env, deadline)
+        if init.signum is not None:
+            raise Interrupted(init.signum)
+        if not init.ok:
+            raise RunnerError(
+                f"packer init failed (exit {init.exit_code})" + (" after the timeout" if init.timed_out else ""),
+                "the machine running pulumi up",
+                "it installs github.com/hashicorp/proxmox: check access to GitHub releases and the output above",
+            )
+        # Re-checked as late as possible: another machine may have taken the ID since allocation.
+        if not id_free_on_cluster(ctx.api, ctx.retry, vmid):
+            raise IdTaken()
+        console.stage(f"packer build: {spec.template_name} as VM {vmid} on {spec.node}")
+        run = _packer(ctx, BUILD_ARGS, directory, env, deadline)
+        if run.signum is not None:
+            raise Interrupted(run.signum)
+        if run.timed_out:
+            raise RunnerError(
+                f"the build exceeded its timeout of {_duration(timeout_seconds(ctx))}",
+                where,
+                "the runner removed the build VM; see the last stage above, "
+                "or raise homelab-images:build.timeoutMinutes",
+            )
+        if run.exit_code != 0:
+            if any(ID_TAKEN.search(line) for line in run.tail):
+                raise IdTaken()
+            raise diagnose(run, where, ctx.creds)
+        artifact = read_manifest(directory)
+        if artifact != vmid:
+            raise RunnerError(
+                f"Packer reported template {artifact}, but it was asked to build VM {vmid}",
+                where,
+                f"check that the template passes vm_id from var.vm_id; VM {artifact} is left for inspection",
+            )
+        return artifact, init.seconds + run.seconds
+
+
+def cleanup_failed(ctx: Context, vmid: int) -> None:
+    """Remove what Packer did not: the unfinished VM at ``vmid``, only if it carries this build's tags."""
+    spec = ctx.spec
+
+    def this_build(o: Ownership) -> bool:
+        return o.belongs_to(spec.image) and o.pending and o.matches(spec.fingerprint)
+
+    try:
+        removal = remove_owned(ctx.api, ctx.retry, spec.node, vmid, this_build)
+    except (ApiError, RunnerError, Interrupted) as error:
+        ctx.console.warn(
+            f"could not remove the unfinished build VM {vmid} on {spec.node} ({error}); "
+            "the next build or `python -m homelab_images gc --stack <stack> --apply` removes it"
+        )
+        return
+    if removal.outcome is Outcome.DELETED:
+        ctx.console.stage(f"removed the unfinished build VM {vmid} that Packer left behind")
+    elif removal.outcome is Outcome.BLOCKED:
+        ctx.console.warn(f"could not remove the unfinished build VM {vmid}: {removal.reason}")
+
+
+def create(ctx: Context) -> BuildResult:
+    spec, console, api, retry = ctx.spec, ctx.console, ctx.api, ctx.retry
+    started = time.monotonic()
+    console.stage(f"preflight: {ctx.creds.endpoint} as {ctx.creds.token_id}, node {spec.node}")
+    major = preflight.preflight(api, retry, spec, ctx.creds)
+    claims = Claims(ctx.tuning.state_dir, ctx.creds.endpoint)
+    guests = list_guests(api, retry, "cluster resources")
+    check_name_free(spec, guests)
+    if remove_leftovers(ctx, guests, claims):
+        guests = list_guests(api, retry, "cluster resources")
+    built_at = provenance.utc_now()
+    commit = provenance.source_commit(ctx.cwd)
+    description = provenance.describe(spec, built_at, commit)
+    tags = build_tags(spec.image, spec.version, spec.fingerprint)
+    find_packer(ctx.environ)
+    ca_bundle_path(spec, ctx.cwd)
+    deadline = time.monotonic() + timeout_seconds(ctx)
+    skip: set[int] = set()
+    packer_seconds = 0.0
+    owner = {"image": spec.image, "fingerprint": spec.fingerprint}
+    for _ in range(ID_ATTEMPTS):
+        claim = allocate(api, retry, claims, spec.vm_id_range, guests, owner, skip)
+        vmid = claim.vmid
+        try:
+            if vmid != spec.vm_id_range.first:
+                preflight.check_privileges(api, retry, ctx.creds, {f"/vms/{vmid}": preflight.vm_privileges(major)})
+            console.stage(f"allocated VM ID {vmid} (preflight and allocation took {time.monotonic() - started:.1f}s)")
+            try:
+                artifact, seconds = build_once(ctx, vmid, description, tags, deadline)
+            except IdTaken:
+                console.note(f"VM ID {vmid} was taken by another VM first; trying the next free ID")
+                skip.add(vmid)
+                cleanup_failed(ctx, vmid)
+                continue
+            packer_seconds += seconds
+            verify_started = time.monotonic()
+            console.stage(f"verifying template {artifact} on {spec.node}")
+            config = verify_template(api, retry, spec, artifact, tags)
+            mark_finished(api, retry, spec, artifact, config)
+            guests = list_guests(api, retry, "cluster resources")
+            retained = retained_templates(api, retry, spec, guests, artifact)
+            overhead = time.monotonic() - started - packer_seconds
+            console.stage(
+                f"done: template {spec.template_name} is VM {artifact} "
+                f"(verification {time.monotonic() - verify_started:.1f}s, runner overhead {overhead:.1f}s)"
+            )
+            return BuildResult(
+                vm_id=artifact,
+                node=spec.node,
+                name=spec.template_name,
+                version=spec.version,
+                fingerprint=spec.fingerprint,
+                storage=spec.vm_storage,
+                built_at=built_at,
+                source_commit=commit,
+                retained=retained,
+            )
+        except BaseException:
+            cleanup_failed(ctx, vmid)
+            raise
+        finally:
+            claim.release()
+    raise RunnerError(
+        f"every VM ID tried was taken by another VM first ({', '.join(map(str, sorted(skip)))})",
+        "homelab-images:proxmox.vmIdRange",
+        "another tool creates VMs in this range: move it elsewhere or give this program its own range",
+    )

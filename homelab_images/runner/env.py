@@ -1,0 +1,144 @@
+"""Read and check what the build command gets from its environment.
+
+The component sets the same names the Proxmox Terraform/Pulumi provider uses:
+PROXMOX_VE_ENDPOINT, PROXMOX_VE_API_TOKEN (``user@realm!tokenid=secret``) and
+PROXMOX_VE_INSECURE. The ``HOMELAB_IMAGES_*`` knobs tune timing for tests and
+unusual sites; none is needed in normal use.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from homelab_images.runner.errors import EXIT_INVALID, RunnerError
+
+ENDPOINT_VAR = "PROXMOX_VE_ENDPOINT"
+TOKEN_VAR = "PROXMOX_VE_API_TOKEN"
+INSECURE_VAR = "PROXMOX_VE_INSECURE"
+PREVIOUS_STDOUT_VAR = "PULUMI_COMMAND_STDOUT"
+PREVIOUS_STDERR_VAR = "PULUMI_COMMAND_STDERR"
+
+TIMEOUT_OVERRIDE_VAR = "HOMELAB_IMAGES_TIMEOUT_SECONDS"
+RETRY_BASE_VAR = "HOMELAB_IMAGES_RETRY_BASE_SECONDS"
+KILL_GRACE_VAR = "HOMELAB_IMAGES_KILL_GRACE_SECONDS"
+STATE_DIR_VAR = "HOMELAB_IMAGES_STATE_DIR"
+
+TOKEN_FORMAT = re.compile(r"^(?P<user>[^@!=\s]+@[^@!=\s]+)!(?P<name>[A-Za-z][A-Za-z0-9._-]*)=(?P<secret>\S+)$")
+_WHERE = "environment of the build command"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    endpoint: str
+    host: str
+    port: int
+    user: str
+    token_name: str
+    secret: str = field(repr=False)
+    insecure: bool
+
+    @property
+    def token_id(self) -> str:
+        return f"{self.user}!{self.token_name}"
+
+    @property
+    def packer_url(self) -> str:
+        return self.endpoint + "api2/json"
+
+
+def parse_token(raw: str) -> tuple[str, str, str]:
+    """``user@realm!tokenid=secret`` -> (user@realm, tokenid, secret); the message never shows the value."""
+    match = TOKEN_FORMAT.match(raw.strip())
+    if not match:
+        raise RunnerError(
+            f"{TOKEN_VAR} is not an API token of the form user@realm!tokenid=secret",
+            _WHERE,
+            "set proxmoxve:apiToken with `pulumi config set --secret proxmoxve:apiToken 'user@pve!build=<secret>'`",
+            EXIT_INVALID,
+        )
+    return match["user"], match["name"], match["secret"]
+
+
+def _endpoint(raw: str) -> tuple[str, str, int]:
+    parts = urlsplit(raw.strip())
+    if parts.scheme != "https" or not parts.hostname:
+        raise RunnerError(
+            f"{ENDPOINT_VAR} must be an https:// URL such as https://pve1:8006/",
+            _WHERE,
+            "set proxmoxve:endpoint in the stack config",
+            EXIT_INVALID,
+        )
+    port = parts.port or 8006
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    return f"https://{host}:{port}/", host, port
+
+
+def env_flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes")
+
+
+def read_credentials(environ: Mapping[str, str]) -> Credentials:
+    endpoint_raw = environ.get(ENDPOINT_VAR, "")
+    token_raw = environ.get(TOKEN_VAR, "")
+    if not endpoint_raw:
+        raise RunnerError(
+            f"{ENDPOINT_VAR} is not set", _WHERE, "set proxmoxve:endpoint in the stack config", EXIT_INVALID
+        )
+    if not token_raw:
+        raise RunnerError(
+            f"{TOKEN_VAR} is not set",
+            _WHERE,
+            "set the token with `pulumi config set --secret proxmoxve:apiToken 'user@pve!build=<secret>'`",
+            EXIT_INVALID,
+        )
+    endpoint, host, port = _endpoint(endpoint_raw)
+    user, name, secret = parse_token(token_raw)
+    return Credentials(endpoint, host, port, user, name, secret, env_flag(environ.get(INSECURE_VAR)))
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float | None) -> float | None:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RunnerError(f"{name} must be a number of seconds, got {raw!r}", _WHERE, f"fix or unset {name}") from None
+    if value < 0:
+        raise RunnerError(f"{name} must not be negative", _WHERE, f"fix or unset {name}")
+    return value
+
+
+def default_state_dir(environ: Mapping[str, str]) -> Path:
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "homelab-images"
+    return Path(environ.get("HOME", os.path.expanduser("~"))) / ".cache" / "homelab-images"
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Timing knobs; the defaults suit real builds."""
+
+    timeout_override_seconds: float | None = None
+    retry_base_seconds: float = 0.5
+    kill_grace_seconds: float = 90.0
+    state_dir: Path = Path(".")
+
+
+def read_tuning(environ: Mapping[str, str]) -> Tuning:
+    retry = _seconds(environ, RETRY_BASE_VAR, 0.5)
+    grace = _seconds(environ, KILL_GRACE_VAR, 90.0)
+    assert retry is not None and grace is not None
+    state = environ.get(STATE_DIR_VAR)
+    return Tuning(
+        timeout_override_seconds=_seconds(environ, TIMEOUT_OVERRIDE_VAR, None),
+        retry_base_seconds=retry,
+        kill_grace_seconds=grace,
+        state_dir=Path(state) if state else default_state_dir(environ),
+    )

@@ -1,0 +1,308 @@
+"""Run ``packer init`` and ``packer build`` in a private directory and read the artifact Packer reports.
+
+Secrets travel only through Packer's environment: the API token as
+PROXMOX_TOKEN, the per-build SSH key as a file in the 0700 build directory.
+Packer's output is echoed to stderr (scrubbed) with progress lines, so a user
+watching ``pulumi up`` sees which stage a long build is in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from homelab_images.contract.build_spec import BuildSpec
+from homelab_images.contract.packer_files import (
+    MANIFEST_FILE,
+    SCRIPTS_DIR,
+    TEMPLATE_FILE,
+    VAR_DESCRIPTION,
+    VAR_PRIVATE_KEY_FILE,
+    VAR_PUBLIC_KEY,
+    VAR_TAGS,
+    VAR_VM_ID,
+)
+from homelab_images.runner.console import Console
+from homelab_images.runner.env import (
+    ENDPOINT_VAR,
+    INSECURE_VAR,
+    PREVIOUS_STDERR_VAR,
+    PREVIOUS_STDOUT_VAR,
+    TOKEN_VAR,
+    Credentials,
+)
+from homelab_images.runner.errors import RunnerError
+from homelab_images.runner.signals import SignalHub, forward
+
+PRIVATE_KEY_FILE = "build_ssh_key"
+INIT_ARGS = ("init", TEMPLATE_FILE)
+# -on-error=cleanup: never "ask" (no terminal) and never "abort" (would keep the VM).
+BUILD_ARGS = ("build", "-color=false", "-on-error=cleanup", "-timestamp-ui", TEMPLATE_FILE)
+HEARTBEAT_SECONDS = 60.0
+TAIL_LINES = 200
+STRAGGLER_SECONDS = 5.0
+# Environment the runner was given that Packer must not see (the token travels as PROXMOX_TOKEN).
+WITHHELD = frozenset(
+    {TOKEN_VAR, ENDPOINT_VAR, INSECURE_VAR, PREVIOUS_STDOUT_VAR, PREVIOUS_STDERR_VAR, "PROXMOX_PASSWORD"}
+)
+
+STAGES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"Installed plugin|already installed", re.I), "Packer plugin ready"),
+    (re.compile(r"Creating VM", re.I), "creating the VM"),
+    (re.compile(r"Starting VM", re.I), "booting the installer"),
+    (re.compile(r"Typing the boot command", re.I), "typing the boot command"),
+    (re.compile(r"Waiting for SSH", re.I), "installing the OS (waiting for SSH)"),
+    (re.compile(r"Connected to SSH", re.I), "OS installed, connected over SSH"),
+    (re.compile(r"Provisioning with shell script: (?:\S*/)?(\S+)", re.I), "provisioning: {0}"),
+    (re.compile(r"Stopping VM", re.I), "stopping the VM"),
+    (re.compile(r"Converting VM to template", re.I), "converting to a template"),
+    (re.compile(r"Adding a cloud-init", re.I), "adding the cloud-init drive"),
+    (re.compile(r"Running post-processor", re.I), "writing the manifest"),
+    (re.compile(r"Deleting VM|Destroying VM|Stopping and deleting", re.I), "Packer is cleaning up the VM"),
+    (re.compile(r"Build '[^']*' errored", re.I), "Packer build failed"),
+    (re.compile(r"Build '[^']*' finished", re.I), "Packer finished"),
+)
+
+
+def stage_of(line: str) -> str | None:
+    for pattern, text in STAGES:
+        match = pattern.search(line)
+        if match:
+            return text.format(*match.groups())
+    return None
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private_pem: bytes = field(repr=False)
+    public_openssh: str
+
+
+def generate_key_pair() -> KeyPair:
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return KeyPair(private, public.decode() + " homelab-images-build")
+
+
+@contextmanager
+def build_directory() -> Iterator[Path]:
+    """A private (0700) directory that is removed however the build ends."""
+    directory = Path(tempfile.mkdtemp(prefix="homelab-images-build-"))
+    try:
+        directory.chmod(0o700)
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class BuildFiles:
+    directory: Path
+    private_key: Path
+    public_key: str
+
+
+def write_build_files(spec: BuildSpec, directory: Path) -> BuildFiles:
+    (directory / TEMPLATE_FILE).write_text(json.dumps(spec.packer_template, indent=2) + "\n", encoding="utf-8")
+    scripts = directory / SCRIPTS_DIR
+    scripts.mkdir(mode=0o700)
+    for name, text in spec.scripts.items():
+        (scripts / name).write_text(text, encoding="utf-8")
+    keys = generate_key_pair()
+    private_key = directory / PRIVATE_KEY_FILE
+    fd = os.open(private_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(keys.private_pem)
+    return BuildFiles(directory, private_key, keys.public_openssh)
+
+
+def packer_environment(
+    base: Mapping[str, str],
+    creds: Credentials,
+    ca_bundle: Path | None,
+    vmid: int,
+    files: BuildFiles,
+    description: str,
+    tags: list[str],
+) -> dict[str, str]:
+    env = {k: v for k, v in base.items() if k not in WITHHELD and not k.startswith("PKR_VAR_")}
+    env.update(
+        {
+            "PROXMOX_URL": creds.packer_url,
+            "PROXMOX_USERNAME": creds.token_id,
+            "PROXMOX_TOKEN": creds.secret,
+            "CHECKPOINT_DISABLE": "1",
+            "PACKER_NO_COLOR": "1",
+            f"PKR_VAR_{VAR_VM_ID}": str(vmid),
+            f"PKR_VAR_{VAR_PUBLIC_KEY}": files.public_key,
+            f"PKR_VAR_{VAR_PRIVATE_KEY_FILE}": str(files.private_key),
+            f"PKR_VAR_{VAR_DESCRIPTION}": description,
+            f"PKR_VAR_{VAR_TAGS}": ";".join(tags),
+        }
+    )
+    if ca_bundle is not None:
+        env["SSL_CERT_FILE"] = str(ca_bundle)
+    return env
+
+
+@dataclass
+class PackerRun:
+    exit_code: int | None
+    seconds: float
+    timed_out: bool = False
+    signum: int | None = None
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and self.signum is None
+
+
+def _pump(stream: object, lines: queue.Queue[str | None]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        lines.put(line)
+    lines.put(None)
+
+
+def run_packer(
+    packer: str,
+    args: tuple[str, ...],
+    directory: Path,
+    env: Mapping[str, str],
+    console: Console,
+    hub: SignalHub,
+    deadline: float,
+    kill_grace: float,
+) -> PackerRun:
+    """One Packer command: streamed, bounded by ``deadline`` (monotonic), signals forwarded to its group."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [packer, *args],
+        cwd=directory,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
+        start_new_session=True,
+    )
+    result = PackerRun(exit_code=None, seconds=0.0)
+    lines: queue.Queue[str | None] = queue.Queue()
+    reader = threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True)
+    reader.start()
+    stage: str | None = None
+    last_news = time.monotonic()
+    kill_at: float | None = None
+    eof = False
+    exited_at: float | None = None
+    with hub.forwarding_to(process.pid):
+        if hub.received is not None:
+            forward(process.pid, hub.received)
+        while True:
+            try:
+                line = lines.get(timeout=0.25)
+            except queue.Empty:
+                line = ""
+            if line is None:
+                eof = True
+            elif line:
+                text = console.scrub(line.rstrip("\n"))
+                result.tail.append(text)
+                console.raw(text)
+                found = stage_of(text)
+                if found and found != stage:
+                    stage = found
+                    console.stage(stage)
+                    last_news = time.monotonic()
+            now = time.monotonic()
+            if hub.received is not None and result.signum is None:
+                result.signum = hub.received
+                kill_at = now + kill_grace
+                console.stage(f"signal {hub.received} forwarded to Packer; waiting for it to clean up")
+            if now > deadline and not result.timed_out and result.signum is None:
+                result.timed_out = True
+                kill_at = now + kill_grace
+                console.stage("timeout reached: interrupting Packer so it cleans up")
+                forward(process.pid, signal.SIGINT)
+            if kill_at is not None and now > kill_at:
+                console.stage("Packer did not stop in time: killing it")
+                forward(process.pid, signal.SIGKILL)
+                kill_at = now + 3600
+            if stage and now - last_news > HEARTBEAT_SECONDS:
+                console.still(stage)
+                last_news = now
+            if eof:
+                try:
+                    process.wait(timeout=0.25)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+            if process.poll() is not None:
+                exited_at = exited_at or now
+                if now - exited_at > STRAGGLER_SECONDS:
+                    # Packer exited but a plugin process still holds the pipe open.
+                    forward(process.pid, signal.SIGKILL)
+    process.wait()
+    result.exit_code = process.returncode
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def find_packer(environ: Mapping[str, str]) -> str:
+    packer = shutil.which("packer", path=environ.get("PATH"))
+    if packer is None:
+        raise RunnerError(
+            "packer is not on PATH",
+            "the machine running pulumi up",
+            "install Packer >= 1.11 (https://developer.hashicorp.com/packer/install) and make it available as `packer`",
+        )
+    return packer
+
+
+def read_manifest(directory: Path) -> int:
+    """The template's VM ID as Packer's manifest post-processor recorded it."""
+    path = directory / MANIFEST_FILE
+    where = f"Packer manifest {MANIFEST_FILE}"
+    todo = "the template must keep its manifest post-processor (output manifest.json); this is a bug if it does"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunnerError("Packer reported success but wrote no manifest", where, todo) from None
+    except ValueError:
+        raise RunnerError("Packer's manifest is not valid JSON", where, todo) from None
+    builds = document.get("builds") if isinstance(document, dict) else None
+    if not isinstance(builds, list) or not builds:
+        raise RunnerError("Packer's manifest lists no build", where, todo)
+    run = document.get("last_run_uuid")
+    current = [b for b in builds if isinstance(b, dict) and b.get("packer_run_uuid") == run] or builds[-1:]
+    build = current[-1]
+    artifact = str(build.get("artifact_id", ""))
+    if build.get("builder_type") != "proxmox-iso" or not artifact.isdigit():
+        raise RunnerError(
+            f"Packer's manifest names no proxmox-iso template (builder {build.get('builder_type')!r}, "
+            f"artifact {artifact!r})",
+            where,
+            todo,
+        )
+    return int(artifact)

@@ -1,0 +1,166 @@
+"""Removing VMs this program owns, retiring replaced templates, and what stays for rollback.
+
+Every destructive call re-reads the VM's tags right before it: a VM ID seen in
+a listing may have been reused since, and only VMs carrying our tags are touched.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from homelab_images.contract.build_spec import BuildSpec
+from homelab_images.contract.ownership import SUPERSEDED_TAG, Ownership, join_tags, parse_tags
+from homelab_images.contract.result import BuildResult, RetainedTemplate
+from homelab_images.runner import tasks
+from homelab_images.runner.console import Console
+from homelab_images.runner.inventory import (
+    Detail,
+    Guest,
+    detail,
+    list_guests,
+    newest_first,
+    owned_by_image,
+    read_config,
+)
+from homelab_images.runner.proxmox import Api, ApiError, Kind, Retrier
+
+TagCheck = Callable[[Ownership], bool]
+
+
+class Outcome(enum.Enum):
+    DELETED = "deleted"
+    GONE = "gone"
+    BLOCKED = "blocked"
+    NOT_OURS = "not ours"
+
+
+@dataclass(frozen=True)
+class Removal:
+    outcome: Outcome
+    reason: str = ""
+
+
+BLOCKERS = {
+    Kind.PROTECTED: "protection is on (protection=1)",
+    Kind.LINKED_CLONES: "linked clones still use its disks",
+}
+
+
+def remove_owned(api: Api, retry: Retrier, node: str, vmid: int, ours: TagCheck) -> Removal:
+    """Stop (if running) and destroy the VM, only if its current tags pass ``ours``."""
+    where = f"VM {vmid} on {node}"
+    vm = api.nodes(node).qemu(vmid)
+    try:
+        config = read_config(api, retry, node, vmid)
+    except ApiError as error:
+        if error.kind is Kind.GONE:
+            return Removal(Outcome.GONE)
+        raise
+    tags = parse_tags(config.get("tags"))
+    if not ours(Ownership.of(tags)):
+        return Removal(Outcome.NOT_OURS, f"tags {';'.join(tags) or '(none)'}")
+    if str(config.get("protection", 0)) == "1":
+        return Removal(Outcome.BLOCKED, BLOCKERS[Kind.PROTECTED])
+    try:
+        if str(config.get("template", 0)) != "1":
+            status = retry(lambda: vm.status.current.get(), where)
+            if status.get("status") == "running":
+                retry(lambda: tasks.run(api, node, lambda: vm.status.stop.post()), where)
+        retry(lambda: tasks.run(api, node, lambda: vm.delete(purge=1, **{"destroy-unreferenced-disks": 1})), where)
+    except ApiError as error:
+        if error.kind in BLOCKERS:
+            return Removal(Outcome.BLOCKED, BLOCKERS[error.kind])
+        if error.kind is Kind.GONE:
+            return Removal(Outcome.GONE)
+        raise
+    return Removal(Outcome.DELETED)
+
+
+def mark_superseded(api: Api, retry: Retrier, node: str, vmid: int) -> None:
+    where = f"VM {vmid} on {node}"
+    tags = parse_tags(read_config(api, retry, node, vmid).get("tags"))
+    if SUPERSEDED_TAG not in tags:
+        retry(lambda: api.nodes(node).qemu(vmid).config.put(tags=join_tags([*tags, SUPERSEDED_TAG])), where)
+
+
+def finished_templates(guests: list[Guest], image: str) -> list[Guest]:
+    return [g for g in owned_by_image(guests, image) if g.template and not g.ownership.pending]
+
+
+def retained_templates(
+    api: Api, retry: Retrier, spec: BuildSpec, guests: list[Guest], current_vmid: int
+) -> list[RetainedTemplate]:
+    """This image's older templates that stay once the current one's predecessor is retired."""
+    if spec.retain_previous == 0:
+        return []
+    older = [g for g in finished_templates(guests, spec.image) if g.vmid != current_vmid]
+    kept = newest_first([detail(api, retry, g) for g in older])[: spec.retain_previous]
+    return [
+        RetainedTemplate(
+            vm_id=d.guest.vmid,
+            name=d.guest.name,
+            version=d.guest.ownership.version,
+            fingerprint=d.fingerprint,
+            built_at=d.built_at,
+        )
+        for d in kept
+    ]
+
+
+def prune_superseded(api: Api, retry: Retrier, console: Console, spec: BuildSpec) -> list[int]:
+    """Delete superseded templates beyond ``retain_previous``, oldest first; in-use ones stay with a warning."""
+    guests = list_guests(api, retry, "cluster resources")
+    superseded = [g for g in finished_templates(guests, spec.image) if g.ownership.superseded]
+    ordered: list[Detail] = newest_first([detail(api, retry, g) for g in superseded])
+    deleted = []
+    for old in reversed(ordered[spec.retain_previous :]):
+        guest = old.guest
+        removal = remove_owned(api, retry, guest.node, guest.vmid, lambda o: o.belongs_to(spec.image) and o.superseded)
+        if removal.outcome is Outcome.DELETED:
+            console.note(f"deleted superseded template {guest.where} (beyond retainPrevious={spec.retain_previous})")
+            deleted.append(guest.vmid)
+        elif removal.outcome is Outcome.BLOCKED:
+            console.warn(f"kept superseded template {guest.where}: {removal.reason}; gc deletes it once unused")
+    return deleted
+
+
+def retire(api: Api, retry: Retrier, console: Console, spec: BuildSpec, previous: BuildResult) -> None:
+    """The delete of a build: retire the template it made, keeping ``retain_previous`` for rollback."""
+    guests = list_guests(api, retry, "cluster resources")
+    where = f"VM {previous.vm_id} ({previous.name}) on {previous.node}"
+    target = next((g for g in guests if g.vmid == previous.vm_id), None)
+
+    def is_previous(o: Ownership) -> bool:
+        return o.belongs_to(spec.image) and o.matches(previous.fingerprint)
+
+    if target is None:
+        console.note(f"template {where} is already gone; nothing to delete")
+    elif target.kind != "qemu" or not is_previous(target.ownership):
+        console.warn(
+            f"VM {previous.vm_id} is no longer this build's template (it is {target.name!r}, not tagged "
+            f"{spec.image} with fingerprint {previous.fingerprint[:16]}); left untouched"
+        )
+    else:
+        newer = [
+            g for g in finished_templates(guests, spec.image) if g.vmid != previous.vm_id and not g.ownership.superseded
+        ]
+        if newer and spec.retain_previous > 0:
+            mark_superseded(api, retry, target.node, target.vmid)
+            console.note(f"kept {where} for rollback, tagged {SUPERSEDED_TAG} (retainPrevious={spec.retain_previous})")
+        else:
+            removal = remove_owned(api, retry, target.node, target.vmid, is_previous)
+            if removal.outcome is Outcome.DELETED:
+                console.note(f"deleted template {where}")
+            elif removal.outcome is Outcome.GONE:
+                console.note(f"template {where} is already gone; nothing to delete")
+            elif removal.outcome is Outcome.BLOCKED:
+                mark_superseded(api, retry, target.node, target.vmid)
+                console.warn(
+                    f"could not delete template {where}: {removal.reason}. It is kept and tagged "
+                    f"{SUPERSEDED_TAG}; `python -m homelab_images gc --stack <stack> --apply` deletes it once unused"
+                )
+            else:
+                console.warn(f"VM {previous.vm_id} changed owner before deletion ({removal.reason}); left untouched")
+    prune_superseded(api, retry, console, spec)

@@ -1,0 +1,261 @@
+"""The config model: the shipped stack file is valid, and bad input gets one clear line per problem."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+from homelab_images.cli.main import main as cli_main
+from homelab_images.core.config import ConfigError, load_config
+from homelab_images.core.stackfile import load_stack_file
+from tests.pulumi_harness import FIXTURE_STACK_FILE, ROOT, SHIPPED_STACK_FILE, RecordingMocks, run_program
+from tests.stack_files import fixture_document, image, mutated_config, write_stack_file
+
+SENTINEL_TOKEN = "images@pve!build=sentinel-0b5e-secret"
+
+
+def test_the_projects_own_stack_file_validates(capsys: Any) -> None:
+    """Pulumi.homelab.yaml as the user has it: valid, renders, and its lock file agrees."""
+    config = load_stack_file(SHIPPED_STACK_FILE)
+    assert config.images
+    assert cli_main(["validate", "--stack-file", str(SHIPPED_STACK_FILE)]) == 0, capsys.readouterr().err
+    assert cli_main(["lock", "--check", "--stack-file", str(SHIPPED_STACK_FILE)]) == 0, capsys.readouterr().err
+
+
+def test_the_frozen_fixture_is_the_shipped_example() -> None:
+    fixture = load_stack_file(FIXTURE_STACK_FILE)
+    (alma,) = fixture.images
+    assert alma.template_name == "alma9-k3s-node-amd64-v1.0.0"
+    assert fixture.proxmox.vm_id_range.first == 9000
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """Set a dotted path inside the config; '[0]' indexes the image list."""
+
+    def mutate(config: dict[str, Any]) -> None:
+        key, _, rest = path.partition("/")
+        target: Any = config
+        parts = [key, *rest.split(".")] if rest else [key]
+        for part in parts[:-1]:
+            target = target[int(part)] if isinstance(target, list) else target.setdefault(part, {})
+        last = parts[-1]
+        if value is _DELETE:
+            del target[last]
+        elif isinstance(target, list):
+            target[int(last)] = value
+        else:
+            target[last] = value
+
+    return mutate
+
+
+_DELETE = object()
+IMG = "homelab-images:images/0"
+
+
+def _dup_image(config: dict[str, Any]) -> None:
+    config["homelab-images:images"].append(copy.deepcopy(image(config)))
+
+
+def _second_image_other_iso_same_file(config: dict[str, Any]) -> None:
+    other = copy.deepcopy(image(config))
+    other["name"] = "alma9-k3s-other"
+    other["iso"]["sha256"] = "f" * 64
+    config["homelab-images:images"].append(other)
+
+
+# (case id, mutation, dotted key expected in the message, words expected)
+BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
+    ("missing-endpoint", _set("proxmoxve:endpoint", _DELETE), "proxmoxve:endpoint", "required"),
+    ("http-endpoint", _set("proxmoxve:endpoint", "http://pve1:8006/"), "proxmoxve:endpoint", "https://"),
+    ("endpoint-not-url", _set("proxmoxve:endpoint", "pve1:8006"), "proxmoxve:endpoint", "https://"),
+    ("insecure-not-bool", _set("proxmoxve:insecure", "maybe"), "proxmoxve:insecure", "true or false"),
+    ("unknown-provider-key", _set("proxmoxve:username", "root@pam"), "proxmoxve:username", "is not used"),
+    ("missing-proxmox", _set("homelab-images:proxmox", _DELETE), "homelab-images:proxmox", "required"),
+    ("missing-node", _set("homelab-images:proxmox/node", _DELETE), "homelab-images:proxmox.node", "required"),
+    (
+        "typo-key",
+        _set("homelab-images:proxmox/vmStorge", "local-lvm"),
+        "homelab-images:proxmox.vmStorge",
+        "not a known",
+    ),
+    ("unknown-namespace-key", _set("homelab-images:imgs", []), "homelab-images:imgs", "not a known setting"),
+    ("bad-bridge", _set("homelab-images:proxmox/bridge", "vmbr 0"), "homelab-images:proxmox.bridge", "bridge name"),
+    (
+        "vmid-too-low",
+        _set("homelab-images:proxmox/vmIdRange.first", 50),
+        "vmIdRange.first",
+        "greater than or equal to 100",
+    ),
+    (
+        "vmid-too-high",
+        _set("homelab-images:proxmox/vmIdRange.last", 1_000_000_000),
+        "vmIdRange.last",
+        "less than or equal",
+    ),
+    ("vmid-inverted", _set("homelab-images:proxmox/vmIdRange.last", 8000), "vmIdRange", "must not be below first"),
+    ("vmid-string", _set("homelab-images:proxmox/vmIdRange.first", "9000"), "vmIdRange.first", "whole number"),
+    (
+        "range-too-small",
+        _set("homelab-images:proxmox/vmIdRange.last", 9001),
+        "homelab-images:proxmox.vmIdRange",
+        "need at least",
+    ),
+    ("empty-images", _set("homelab-images:images", []), "homelab-images:images", "at least 1"),
+    ("images-not-list", _set("homelab-images:images", {"name": "x"}), "homelab-images:images", "expected a list"),
+    ("duplicate-names", _dup_image, "homelab-images:images[1].name", "used twice"),
+    ("bad-name-upper", _set(f"{IMG}.name", "Alma9"), "images[0].name", "lowercase"),
+    ("bad-name-underscore", _set(f"{IMG}.name", "alma_9"), "images[0].name", "lowercase"),
+    ("name-too-long", _set(f"{IMG}.name", "a" * 45), "images[0].name", "1-40 characters"),
+    ("semver-invalid", _set(f"{IMG}.version", "1.0"), "images[0].version", "semantic version"),
+    ("semver-float", _set(f"{IMG}.version", 1.1), "images[0].version", "quote"),
+    ("semver-leading-v", _set(f"{IMG}.version", "v1.0.0"), "images[0].version", "semantic version"),
+    ("sha-short", _set(f"{IMG}.iso.sha256", "abc123"), "images[0].iso.sha256", "64 lowercase hex"),
+    ("sha-upper", _set(f"{IMG}.iso.sha256", "A" * 64), "images[0].iso.sha256", "64 lowercase hex"),
+    ("sha-number", _set(f"{IMG}.iso.sha256", 1234), "images[0].iso.sha256", "quote"),
+    ("iso-http", _set(f"{IMG}.iso.url", "http://repo.almalinux.org/x.iso"), "images[0].iso.url", "https://"),
+    ("iso-not-iso", _set(f"{IMG}.iso.url", "https://repo.almalinux.org/x.qcow2"), "images[0].iso", ".iso file"),
+    ("iso-conflict", _second_image_other_iso_same_file, "homelab-images:images[1].iso", "same ISO file"),
+    ("k3s-no-suffix", _set(f"{IMG}.k3s.version", "v1.36.4"), "images[0].k3s.version", "k3s release tag"),
+    ("k3s-no-v", _set(f"{IMG}.k3s.version", "1.36.4+k3s1"), "images[0].k3s.version", "k3s release tag"),
+    ("k3s-sha-missing", _set(f"{IMG}.k3s.binarySha256", _DELETE), "images[0].k3s.binarySha256", "required"),
+    ("firmware-unknown", _set(f"{IMG}.hardware.firmware", "uefi"), "images[0].hardware.firmware", "'ovmf'"),
+    ("bus-unknown", _set(f"{IMG}.hardware.diskBus", "nvme"), "images[0].hardware.diskBus", "'scsi'"),
+    ("cpu-kvm64", _set(f"{IMG}.hardware.cpuType", "kvm64"), "images[0].hardware.cpuType", "x86-64-v2-AES"),
+    (
+        "memory-too-small",
+        _set(f"{IMG}.hardware.memoryMiB", 512),
+        "images[0].hardware.memoryMiB",
+        "greater than or equal",
+    ),
+    ("disk-too-small", _set(f"{IMG}.partitioning.rootMinGiB", 40), "images[0]", "too small for the partitions"),
+    ("efi-too-small", _set(f"{IMG}.partitioning.efiMiB", 50), "images[0].partitioning.efiMiB", "greater than or equal"),
+    ("bad-package", _set(f"{IMG}.packages.extra", ["nfs utils"]), "images[0].packages.extra[0]", "RPM package"),
+    ("bad-period", _set(f"{IMG}.rebuildEvery", "monthly"), "images[0].rebuildEvery", "period"),
+    ("zero-period", _set(f"{IMG}.rebuildEvery", "0d"), "images[0].rebuildEvery", "period"),
+    (
+        "bad-delivery",
+        _set("homelab-images:build/kickstartDelivery", "floppy"),
+        "homelab-images:build.kickstartDelivery",
+        "'http'",
+    ),
+    ("bad-firewall", _set(f"{IMG}.firewall", "on"), "images[0].firewall", "'enabled'"),
+    ("unknown-image-key", _set(f"{IMG}.k3sVersion", "v1.36.4+k3s1"), "images[0].k3sVersion", "not a known setting"),
+    ("bad-timezone", _set(f"{IMG}.timezone", "utc+1"), "images[0].timezone", "time zone"),
+    ("missing-k3s", _set(f"{IMG}.k3s", _DELETE), "images[0].k3s", "required"),
+    ("snake-case-key", _set("homelab-images:proxmox/vm_storage", "local-lvm"), "proxmox.vm_storage", "not a known"),
+    ("namespace-typo", _set("homelab-image:build", {"timeoutMinutes": 60}), "homelab-image:build", "did you mean"),
+    ("provider-key-unused", _set("proxmoxve:minTls", "1.3"), "proxmoxve:minTls", "is not used"),
+    (
+        "mirror-is-a-repo",
+        _set(f"{IMG}.installMirror", "https://repo.almalinux.org/almalinux/9.7/BaseOS/x86_64/os/"),
+        "images[0].installMirror",
+        "release directory",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutation", "key", "words"), [case[1:] for case in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS]
+)
+def test_bad_input_is_one_clear_line_naming_the_key(mutation: Any, key: str, words: str) -> None:
+    raw = mutated_config(mutation)
+    raw["proxmoxve:apiToken"] = {"secure": "v1:c2VudGluZWw="}
+    with pytest.raises(ConfigError) as error:
+        load_config(raw)
+    matching = [problem for problem in error.value.problems if key in problem.split(": ", 1)[0]]
+    assert matching, f"no problem names {key}: {error.value.problems}"
+    assert any(words in problem for problem in matching), error.value.problems
+    assert all("Traceback" not in problem and "sentinel" not in problem for problem in error.value.problems)
+
+
+@pytest.mark.parametrize(("mutation", "key"), [(c[1], c[2]) for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS])
+def test_validate_command_reports_bad_input(tmp_path: Path, capsys: Any, mutation: Any, key: str) -> None:
+    path = write_stack_file(tmp_path, mutated_config(mutation))
+    assert cli_main(["validate", "--stack-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert lines and all(line.startswith("error: ") for line in lines)
+    assert any(key in line for line in lines)
+
+
+@pytest.mark.parametrize(("mutation", "key"), [(c[1], c[2]) for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS])
+def test_program_fails_the_same_way_before_declaring_anything(mutation: Any, key: str) -> None:
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as error:
+        run_program(config=mutated_config(mutation), secrets={"proxmoxve:apiToken": SENTINEL_TOKEN}, mocks=mocks)
+    assert key in str(error.value)
+    assert "sentinel" not in str(error.value)
+    assert mocks.builds == {}
+
+
+def test_validate_as_a_process_prints_no_traceback(tmp_path: Path) -> None:
+    config = mutated_config(_set(f"{IMG}.version", 1.1))
+    config["proxmoxve:apiToken"] = {"secure": "v1:AAAAsentinel"}
+    path = write_stack_file(tmp_path, config)
+    done = subprocess.run(
+        [sys.executable, "-m", "homelab_images", "validate", "--stack-file", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: homelab-images:images[0].version: expected a string (quote the value in YAML), got float"
+    )
+    assert "Traceback" not in done.stderr and "sentinel" not in done.stdout + done.stderr
+
+
+def test_unreadable_and_malformed_stack_files(tmp_path: Path, capsys: Any) -> None:
+    assert cli_main(["validate", "--stack-file", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read the stack file" in capsys.readouterr().err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("config:\n  proxmoxve:endpoint: [unclosed\n", encoding="utf-8")
+    assert cli_main(["validate", "--stack-file", str(broken)]) == 2
+    assert "not valid YAML at line" in capsys.readouterr().err
+
+
+def test_insecure_accepts_the_string_pulumi_config_set_writes() -> None:
+    raw = fixture_document()["config"]
+    raw["proxmoxve:insecure"] = "true"
+    assert load_config(raw).insecure is True
+
+
+def test_other_namespaces_are_ignored() -> None:
+    raw = fixture_document()["config"]
+    raw["otherproject:setting"] = 1
+    assert load_config(raw).images
+
+
+def test_plain_text_token_in_the_stack_file_is_refused_without_echo(tmp_path: Path, capsys: Any) -> None:
+    config = fixture_document()["config"]
+    config["proxmoxve:apiToken"] = "images@pve!build=plain-sentinel-1234"
+    path = write_stack_file(tmp_path, config)
+    assert cli_main(["validate", "--stack-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "proxmoxve:apiToken: is stored in plain text" in err and "pulumi config set --secret" in err
+    assert "plain-sentinel" not in err
+
+
+def test_a_corrupt_lock_file_is_a_clear_error(tmp_path: Path, capsys: Any) -> None:
+    path = write_stack_file(tmp_path, fixture_document()["config"], name="Pulumi.homelab.yaml")
+    (tmp_path / "Pulumi.homelab.lock.json").write_text("<<<<<<< HEAD\n{}\n", encoding="utf-8")
+    assert cli_main(["lock", "--check", "--stack-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a valid lock file (a merge conflict?)" in err and "Traceback" not in err
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path: Path, capsys: Any) -> None:
+    text = FIXTURE_STACK_FILE.read_text(encoding="utf-8") + "  homelab-images:build:\n    timeoutMinutes: 30\n"
+    path = tmp_path / "Pulumi.dup.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert cli_main(["validate", "--stack-file", str(path)]) == 2
+    assert "key 'homelab-images:build' appears twice" in capsys.readouterr().err
