@@ -16,6 +16,8 @@ class RetainedTemplate(Record):
     version: str | None = alias("version")
     fingerprint: str | None = alias("fingerprint")
     built_at: str | None = alias("builtAt")
+    # Added within schema 1: results written before it lack the key.
+    node: str | None = field(default=None, metadata={"alias": "node"})
 
 
 @dataclass(frozen=True)

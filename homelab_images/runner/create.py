@@ -46,6 +46,10 @@ class IdTaken(Exception):
     """Packer's create failed because another VM took the ID first."""
 
 
+class LeftForInspection(RunnerError):
+    """A failure whose VMs stay as they are: removing one would destroy the evidence of what went wrong."""
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds / 60:g} minutes" if seconds >= 60 else f"{seconds:g} seconds"
 
@@ -166,10 +170,11 @@ def build_once(ctx: Context, vmid: int, description: str, tags: list[str], deadl
             raise diagnose(run, where, ctx.creds)
         artifact = read_manifest(directory)
         if artifact != vmid:
-            raise RunnerError(
+            raise LeftForInspection(
                 f"Packer reported template {artifact}, but it was asked to build VM {vmid}",
                 where,
-                f"check that the template passes vm_id from var.vm_id; VM {artifact} is left for inspection",
+                f"check that the template passes vm_id from var.vm_id; VM {artifact} and VM {vmid} (if it exists) "
+                "are left for inspection",
             )
         return artifact, init.seconds + run.seconds
 
@@ -252,6 +257,8 @@ def create(ctx: Context) -> BuildResult:
                 source_commit=commit,
                 retained=retained,
             )
+        except LeftForInspection:
+            raise
         except BaseException:
             cleanup_failed(ctx, vmid)
             raise

@@ -85,17 +85,18 @@ def mark_superseded(api: Api, retry: Retrier, node: str, vmid: int) -> None:
         retry(lambda: api.nodes(node).qemu(vmid).config.put(tags=join_tags([*tags, SUPERSEDED_TAG])), where)
 
 
-def finished_templates(guests: list[Guest], image: str) -> list[Guest]:
-    return [g for g in owned_by_image(guests, image) if g.template and not g.ownership.pending]
+def finished_templates(guests: list[Guest], image: str, node: str) -> list[Guest]:
+    """This image's finished templates on ``node``: each replica node keeps its own rollback copies."""
+    return [g for g in owned_by_image(guests, image) if g.node == node and g.template and not g.ownership.pending]
 
 
 def retained_templates(
     api: Api, retry: Retrier, spec: BuildSpec, guests: list[Guest], current_vmid: int
 ) -> list[RetainedTemplate]:
-    """This image's older templates that stay once the current one's predecessor is retired."""
+    """This image's older templates on the build's node that stay once the current one's predecessor is retired."""
     if spec.retain_previous == 0:
         return []
-    older = [g for g in finished_templates(guests, spec.image) if g.vmid != current_vmid]
+    older = [g for g in finished_templates(guests, spec.image, spec.node) if g.vmid != current_vmid]
     kept = newest_first([detail(api, retry, g) for g in older])[: spec.retain_previous]
     return [
         RetainedTemplate(
@@ -104,15 +105,16 @@ def retained_templates(
             version=d.guest.ownership.version,
             fingerprint=d.fingerprint,
             built_at=d.built_at,
+            node=d.guest.node,
         )
         for d in kept
     ]
 
 
-def prune_superseded(api: Api, retry: Retrier, console: Console, spec: BuildSpec) -> list[int]:
-    """Delete superseded templates beyond ``retain_previous``, oldest first; in-use ones stay with a warning."""
+def prune_superseded(api: Api, retry: Retrier, console: Console, spec: BuildSpec, node: str) -> list[int]:
+    """Delete superseded templates on ``node`` beyond ``retain_previous``, oldest first; in-use ones stay."""
     guests = list_guests(api, retry, "cluster resources")
-    superseded = [g for g in finished_templates(guests, spec.image) if g.ownership.superseded]
+    superseded = [g for g in finished_templates(guests, spec.image, node) if g.ownership.superseded]
     ordered: list[Detail] = newest_first([detail(api, retry, g) for g in superseded])
     deleted = []
     for old in reversed(ordered[spec.retain_previous :]):
@@ -144,7 +146,9 @@ def retire(api: Api, retry: Retrier, console: Console, spec: BuildSpec, previous
         )
     else:
         newer = [
-            g for g in finished_templates(guests, spec.image) if g.vmid != previous.vm_id and not g.ownership.superseded
+            g
+            for g in finished_templates(guests, spec.image, target.node)
+            if g.vmid != previous.vm_id and not g.ownership.superseded
         ]
         if newer and spec.retain_previous > 0:
             mark_superseded(api, retry, target.node, target.vmid)
@@ -163,4 +167,4 @@ def retire(api: Api, retry: Retrier, console: Console, spec: BuildSpec, previous
                 )
             else:
                 console.warn(f"VM {previous.vm_id} changed owner before deletion ({removal.reason}); left untouched")
-    prune_superseded(api, retry, console, spec)
+    prune_superseded(api, retry, console, spec, previous.node)

@@ -120,7 +120,7 @@ def test_documented_example_has_the_keys_the_images_stack_exports() -> None:
     (real,) = run.outputs["templates"].values()
     (example,) = documented["templates"].values()
     assert set(example) == set(real), "docs/outputs-contract.md and template_output() disagree"
-    assert set(example["retained"][0]) == {"vmId", "name", "version", "fingerprint", "builtAt"}
+    assert set(example["retained"][0]) == {"vmId", "name", "version", "fingerprint", "builtAt", "node"}
     assert select_template(documented, next(iter(documented["templates"]))).vm_id == example["vmId"]
 
 

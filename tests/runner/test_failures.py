@@ -88,6 +88,19 @@ def test_result_is_read_from_the_manifest_never_guessed(runner: Runner, pve: Any
     assert error.startswith("error: Packer reported success but wrote no manifest")
 
 
+def test_manifest_naming_another_vm_keeps_both_for_inspection(runner: Runner, pve: Any, root: Any) -> None:
+    make_vm(root, 9500, "what-the-manifest-names", template=True)
+    run = runner.create(FAKE_PACKER_MANIFEST_ID="9500")
+    run.assert_clean()
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.errors == [
+        "error: Packer reported template 9500, but it was asked to build VM 9000, VM 9000 on node pve1: "
+        "check that the template passes vm_id from var.vm_id; VM 9500 and VM 9000 (if it exists) "
+        "are left for inspection"
+    ]
+    assert set(vms(pve)) == {9000, 9500}, "the docs promise both VMs are kept"
+
+
 def test_full_storage_is_reported_and_not_retried(runner: Runner, pve: Any) -> None:
     pve.storages["local-lvm"]["avail"] = 10 * 1024**3
     run = runner.create()
