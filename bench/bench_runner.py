@@ -116,9 +116,13 @@ def main() -> int:
         bin_dir = root / "bin"
         bin_dir.mkdir()
         wrapper = bin_dir / "packer"
-        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{REPO / "tests" / "fakes" / "packer"}" "$@"\n')
-        wrapper.chmod(0o755)
         record = root / "packer.jsonl"
+        # Packer gets an allowlisted environment only: the stand-in's settings go in its wrapper.
+        wrapper.write_text(
+            f'#!/bin/sh\nexport FAKE_PACKER_RECORD="{record}"\n'
+            f'exec "{sys.executable}" "{REPO / "tests" / "fakes" / "packer"}" "$@"\n'
+        )
+        wrapper.chmod(0o755)
         env = {
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(root),
@@ -127,7 +131,6 @@ def main() -> int:
             "PROXMOX_VE_ENDPOINT": f"https://127.0.0.1:{fake.pve.port}/",
             "PROXMOX_VE_API_TOKEN": f"{TOKEN_ID}={SECRET}",
             "PROXMOX_VE_INSECURE": "false",
-            "FAKE_PACKER_RECORD": str(record),
         }
         base = plan_stack(load_stack_file(REPO / "tests" / "fixtures" / "Pulumi.homelab.yaml"), datetime.now(UTC))[
             0

@@ -25,6 +25,7 @@ from homelab_images.runner.packer_run import (
     build_directory,
     find_packer,
     packer_environment,
+    packer_init_environment,
     read_manifest,
     write_build_files,
 )
@@ -141,7 +142,7 @@ def build_once(ctx: Context, vmid: int, description: str, tags: list[str], deadl
         files = write_build_files(spec, directory)
         env = packer_environment(ctx.environ, ctx.creds, ca_bundle_path(spec, ctx.cwd), vmid, files, description, tags)
         console.stage("packer init")
-        init = _packer(ctx, INIT_ARGS, directory, env, deadline)
+        init = _packer(ctx, INIT_ARGS, directory, packer_init_environment(ctx.environ, env), deadline)
         if init.signum is not None:
             raise Interrupted(init.signum)
         if not init.ok:

@@ -39,14 +39,7 @@ from homelab_images.contract.packer_files import (
     VAR_VM_ID,
 )
 from homelab_images.runner.console import Console
-from homelab_images.runner.env import (
-    ENDPOINT_VAR,
-    INSECURE_VAR,
-    PREVIOUS_STDERR_VAR,
-    PREVIOUS_STDOUT_VAR,
-    TOKEN_VAR,
-    Credentials,
-)
+from homelab_images.runner.env import Credentials
 from homelab_images.runner.errors import RunnerError
 from homelab_images.runner.signals import SignalHub, forward
 
@@ -57,10 +50,41 @@ BUILD_ARGS = ("build", "-color=false", "-on-error=cleanup", "-timestamp-ui", TEM
 HEARTBEAT_SECONDS = 60.0
 TAIL_LINES = 200
 STRAGGLER_SECONDS = 5.0
-# Environment the runner was given that Packer must not see (the token travels as PROXMOX_TOKEN).
-WITHHELD = frozenset(
-    {TOKEN_VAR, ENDPOINT_VAR, INSECURE_VAR, PREVIOUS_STDOUT_VAR, PREVIOUS_STDERR_VAR, "PROXMOX_PASSWORD"}
+# What Packer may see of the runner's own environment: nothing else reaches it (the runner's
+# environment can hold Pulumi's passphrase, cloud credentials and the provider's password).
+# Packer's own variables: hashicorp/packer v1.11.2 website/content/docs/configure.mdx.
+PASSED_TO_PACKER = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "XDG_CONFIG_HOME",
+        "XDG_CACHE_HOME",
+        "XDG_DATA_HOME",
+        "XDG_RUNTIME_DIR",
+        "PACKER_PLUGIN_PATH",
+        "PACKER_CACHE_DIR",
+        "PACKER_CONFIG_DIR",
+        "PACKER_CONFIG",
+        "PACKER_PLUGIN_MIN_PORT",
+        "PACKER_PLUGIN_MAX_PORT",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+    }
 )
+# ``packer init`` downloads the plugin from GitHub; its API token only lifts the rate limit.
+PASSED_TO_PACKER_INIT = PASSED_TO_PACKER | {"PACKER_GITHUB_API_TOKEN"}
 
 STAGES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"Installed plugin|already installed", re.I), "Packer plugin ready"),
@@ -144,7 +168,8 @@ def packer_environment(
     description: str,
     tags: list[str],
 ) -> dict[str, str]:
-    env = {k: v for k, v in base.items() if k not in WITHHELD and not k.startswith("PKR_VAR_")}
+    """``packer build``'s whole environment: the allowed part of ``base`` and what the build needs."""
+    env = {key: value for key, value in base.items() if key in PASSED_TO_PACKER}
     env.update(
         {
             "PROXMOX_URL": creds.packer_url,
@@ -161,6 +186,14 @@ def packer_environment(
     )
     if ca_bundle is not None:
         env["SSL_CERT_FILE"] = str(ca_bundle)
+    return env
+
+
+def packer_init_environment(base: Mapping[str, str], build_env: Mapping[str, str]) -> dict[str, str]:
+    """``packer init``'s: it runs a downloaded plugin's installer, so no Proxmox credential reaches it."""
+    env = {key: value for key, value in base.items() if key in PASSED_TO_PACKER_INIT}
+    env.update({key: value for key, value in build_env.items() if key.startswith("PKR_VAR_")})
+    env.update({"CHECKPOINT_DISABLE": "1", "PACKER_NO_COLOR": "1"})
     return env
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -144,7 +145,19 @@ class Runner:
         }
         env.update(self.extra_env)
         env.update(extra)
+        self._configure_stand_in(env)
         return env
+
+    @property
+    def stand_in_settings(self) -> Path:
+        return self.root / "fake-packer.env"
+
+    def _configure_stand_in(self, env: dict[str, str]) -> None:
+        """The runner passes Packer an allowlisted environment only, so the stand-in's fault
+        injection (``FAKE_PACKER_*``) reaches it through a file its wrapper reads."""
+        settings = {key: value for key, value in env.items() if key.startswith("FAKE_PACKER_")}
+        lines = [f"export {key}={shlex.quote(value)}" for key, value in sorted(settings.items())]
+        self.stand_in_settings.write_text("".join(line + "\n" for line in lines))
 
     def stdin(self, spec: BuildSpec | None) -> str:
         return (spec or self.spec).to_stdin()
@@ -207,7 +220,8 @@ def runner(pve: Any, fakepve_cafile: str, tmp_path: Path) -> Iterator[Runner]:
     for name in ("bin", "home", "tmp", "state"):
         (tmp_path / name).mkdir()
     wrapper = tmp_path / "bin" / "packer"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STAND_IN_PACKER}" "$@"\n')
+    settings = tmp_path / "fake-packer.env"
+    wrapper.write_text(f'#!/bin/sh\n. "{settings}"\nexec "{sys.executable}" "{STAND_IN_PACKER}" "$@"\n')
     wrapper.chmod(0o755)
     spec = shipped_spec().replace(ca_bundle=fakepve_cafile)
     yield Runner(pve, fakepve_cafile, tmp_path, spec)

@@ -93,3 +93,33 @@ def test_the_build_command_leaks_no_secret_anywhere(runner: Runner, pve: Any) ->
     assert _files_containing(runner.root, needles) == []
     assert runner.leftover_files() == [], "the private build directory is removed"
     assert not [name for name in os.listdir(runner.root / "home") if name.startswith(".ssh")]
+
+
+# What a runner's environment holds on a workstation or CI machine, none of which Packer needs.
+SENTINEL_VARIABLES = {
+    "PULUMI_CONFIG_PASSPHRASE": "pulumi-passphrase-sentinel",
+    "PULUMI_ACCESS_TOKEN": "pul-sentinel-access-token",
+    "AWS_SECRET_ACCESS_KEY": "aws-sentinel-secret",
+    "PROXMOX_VE_PASSWORD": "pve-password-sentinel",
+    "PROXMOX_VE_SSH_PRIVATE_KEY": "pve-ssh-key-sentinel",
+    "PROXMOX_PASSWORD": "packer-password-sentinel",
+    "PKR_VAR_vm_id": "666",
+    "PACKER_LOG_PATH": "/tmp/unscrubbed-packer.log",
+}
+PROXMOX_CREDENTIALS = {"PROXMOX_URL", "PROXMOX_USERNAME", "PROXMOX_TOKEN"}
+
+
+def test_packer_gets_an_allowlisted_environment_and_init_no_proxmox_token(runner: Runner, pve: Any) -> None:
+    created = runner.create(**SENTINEL_VARIABLES)
+    assert created.returncode == 0, created.stderr
+    assert created.result["vmId"] == 9000, "PKR_VAR_vm_id of the runner's environment did not steer the build"
+    init, build = runner.packer_calls()
+    assert (init["argv"][0], build["argv"][0]) == ("init", "build")
+    stand_in = {key for key in runner.env() if key.startswith("FAKE_PACKER_")}
+    for call in (init, build):
+        seen = set(call["env"]) - stand_in
+        leaked = seen & (set(SENTINEL_VARIABLES) - {"PKR_VAR_vm_id"})
+        assert not leaked, f"packer {call['argv'][0]} saw {sorted(leaked)}"
+        assert not {name for name in seen if name.startswith(("PULUMI_", "HOMELAB_IMAGES_"))}
+    assert not PROXMOX_CREDENTIALS & set(init["env"]), "packer init runs a downloaded plugin: no Proxmox credentials"
+    assert set(build["env"]) >= PROXMOX_CREDENTIALS
