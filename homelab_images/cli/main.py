@@ -21,12 +21,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from homelab_images.contract.packer_files import KICKSTART_FILE, SCRIPTS_DIR, TEMPLATE_FILE
+from homelab_images.contract.packer_files import KICKSTART_FILE, QEMU_TEMPLATE_FILE, SCRIPTS_DIR, TEMPLATE_FILE
 from homelab_images.core.config import ConfigError, StackConfig
 from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER, KickstartInvalid
 from homelab_images.core.packer_template import PackerTemplateInvalid, validate_packer_template
 from homelab_images.core.paths import stack_file_path
 from homelab_images.core.plan import ImagePlan, plan_stack
+from homelab_images.core.qemu_template import QemuTemplateInvalid, validate_qemu_template
 from homelab_images.core.stackfile import load_stack_file
 from homelab_images.core.versioning import (
     check_version,
@@ -55,6 +56,11 @@ def _plans(config: StackConfig) -> list[ImagePlan]:
             validate_packer_template(plan.packer_template, plan.kickstart)
         except PackerTemplateInvalid as error:
             raise CommandFailed(f"image {plan.name}: Packer template: {error}") from None
+        if plan.qemu_template is not None:
+            try:
+                validate_qemu_template(plan.qemu_template, plan.kickstart)
+            except QemuTemplateInvalid as error:
+                raise CommandFailed(f"image {plan.name}: qemu template: {error}") from None
     return plans
 
 
@@ -72,9 +78,16 @@ def cmd_render(args: argparse.Namespace) -> int:
         (directory / SCRIPTS_DIR).mkdir(parents=True, exist_ok=True)
         (directory / KICKSTART_FILE).write_text(plan.kickstart, encoding="utf-8")
         (directory / TEMPLATE_FILE).write_text(json.dumps(plan.packer_template, indent=2) + "\n", encoding="utf-8")
+        written = [KICKSTART_FILE, TEMPLATE_FILE]
+        if plan.qemu_template is not None:
+            qemu_text = json.dumps(plan.qemu_template, indent=2) + "\n"
+            (directory / QEMU_TEMPLATE_FILE).write_text(qemu_text, encoding="utf-8")
+            written.append(QEMU_TEMPLATE_FILE)
+        else:
+            (directory / QEMU_TEMPLATE_FILE).unlink(missing_ok=True)
         for name, text in plan.scripts.items():
             (directory / SCRIPTS_DIR / name).write_text(text, encoding="utf-8")
-        print(f"{plan.name}: wrote {directory}/{KICKSTART_FILE}, {TEMPLATE_FILE}, {SCRIPTS_DIR}/")
+        print(f"{plan.name}: wrote {directory}/{', '.join(written)}, {SCRIPTS_DIR}/")
     print(f"note: {KICKSTART_FILE} carries {BUILD_KEY_PLACEHOLDER}; the build command puts a per-build key there")
     return 0
 
@@ -82,7 +95,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     path, config, plans = _load(args)
     for plan in plans:
-        print(f"{plan.name} v{plan.image.version}: kickstart and Packer template valid")
+        templates = "Packer templates" if plan.qemu_template is not None else "Packer template"
+        print(f"{plan.name} v{plan.image.version}: kickstart and {templates} valid")
     findings = _lock_findings(path, plans)
     for finding in findings:
         print(f"warning: {finding}", file=sys.stderr)

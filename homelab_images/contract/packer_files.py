@@ -4,6 +4,7 @@ Kept free of imports so that the build command does not load the renderer.
 """
 
 TEMPLATE_FILE = "build.pkr.json"
+QEMU_TEMPLATE_FILE = "qemu.pkr.json"
 MANIFEST_FILE = "manifest.json"
 KICKSTART_FILE = "ks.cfg"
 SCRIPTS_DIR = "scripts"
@@ -14,3 +15,4 @@ VAR_PUBLIC_KEY = "build_ssh_public_key"
 VAR_PRIVATE_KEY_FILE = "build_ssh_private_key_file"
 VAR_DESCRIPTION = "template_description"
 VAR_TAGS = "tags"
+VAR_OUTPUT_DIRECTORY = "output_directory"

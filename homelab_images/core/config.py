@@ -164,6 +164,56 @@ class ProxmoxSettings(Model):
         return [self.node, *self.replica_nodes]
 
 
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"expected an absolute path, got {value!r}")
+    return value
+
+
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+
+# Where an image is built: proxmox-iso installs on the Proxmox node and leaves a
+# template there; qemu installs on the machine that runs the build and leaves a
+# qcow2 file.
+Target = Literal["proxmox-iso", "qemu"]
+
+
+def _targets_make_a_template(targets: list[Target]) -> list[Target]:
+    if len(set(targets)) != len(targets):
+        raise ValueError(f"lists a target twice: {', '.join(targets)}")
+    if "proxmox-iso" not in targets:
+        raise ValueError("must include proxmox-iso, which builds the Proxmox template; qemu adds a qcow2 file")
+    return targets
+
+
+Targets = Annotated[list[Target], AfterValidator(_targets_make_a_template)]
+
+
+def _proxmox_iso_only() -> list[Target]:
+    return ["proxmox-iso"]
+
+
+class QemuSettings(Model):
+    """The qemu target: Packer's qemu builder on the machine that runs the build.
+
+    The plugin's version is not a setting: the template is checked against the
+    options of the version this program pins (homelab_images.core.qemu_plugin).
+    """
+
+    ovmf_code: AbsolutePath = Field(
+        default="/usr/share/OVMF/OVMF_CODE_4M.fd",
+        description="UEFI firmware code on the build host (Debian's ovmf package).",
+    )
+    ovmf_vars: AbsolutePath = Field(
+        default="/usr/share/OVMF/OVMF_VARS_4M.fd",
+        description="UEFI variable store template matching ovmfCode; Packer copies it per build.",
+    )
+    accelerator: Literal["kvm", "tcg"] = Field(
+        default="kvm",
+        description="kvm needs /dev/kvm on the build host; tcg emulates (many times slower).",
+    )
+
+
 class BuildSettings(Model):
     """How builds run. None of these change the image itself."""
 
@@ -184,6 +234,7 @@ class BuildSettings(Model):
         default="1.2.4",
         description="Version of github.com/hashicorp/proxmox pinned in required_plugins.",
     )
+    qemu: QemuSettings = Field(default=QemuSettings(), description="Settings of the qemu target.")
 
 
 class IsoSource(Model):
@@ -263,6 +314,11 @@ class Image(Model):
         description="Install from this AlmaLinux mirror (…/almalinux/9.x) instead of the packages on the ISO.",
     )
     rebuild_every: Period | None = Field(default=None, description="Deliberate rebuild period, e.g. 30d.")
+    targets: Targets = Field(
+        default_factory=_proxmox_iso_only,
+        min_length=1,
+        description="Where the image is built: proxmox-iso (a template on Proxmox), qemu (a qcow2 file).",
+    )
 
     @property
     def template_name(self) -> str:

@@ -23,6 +23,7 @@ from homelab_images.core.packer_template import (
     iso_volume,
     render_packer_template,
 )
+from homelab_images.core.qemu_template import render_qemu_template
 
 
 def provisioning_scripts(directory: Path) -> dict[str, str]:
@@ -38,6 +39,8 @@ class ImagePlan:
     fingerprint_parts: dict[str, str]
     fingerprint: str
     build_spec: BuildSpec
+    qemu_template: dict[str, Any] | None = None
+    """The qemu target's template, when the image lists that target."""
 
     @property
     def name(self) -> str:
@@ -84,7 +87,8 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
         packer_template=template,
         scripts=scripts,
     )
-    return ImagePlan(image, kickstart, template, scripts, parts, fingerprint, spec)
+    qemu_template = render_qemu_template(image, config.build, kickstart) if "qemu" in image.targets else None
+    return ImagePlan(image, kickstart, template, scripts, parts, fingerprint, spec, qemu_template)
 
 
 def plan_stack(config: StackConfig, now: datetime, kickstart_dir: Path = KICKSTART_DIR) -> list[ImagePlan]:
