@@ -4,20 +4,30 @@ VENV := venv
 PY := $(VENV)/bin/python
 STACK ?= homelab
 OUT ?= out
+PYTHON_OK := import sys; sys.exit(sys.version_info < (3, 11))
 
 .PHONY: render test lint bench clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@$(PYTHON) -c '$(PYTHON_OK)' 2>/dev/null || { \
+	  echo "error: homelab-images needs Python 3.11 or newer; '$(PYTHON)' is $$($(PYTHON) -V 2>/dev/null || echo "not found")." \
+	       "Install one and run: make PYTHON=python3.11" >&2; exit 1; }
+	@# A venv made by another Python (too old, or since removed) is rebuilt, not reused.
+	@if [ -d $(VENV) ] && ! $(PY) -c '$(PYTHON_OK)' 2>/dev/null; then \
+	  echo "removing $(VENV): it was made by an unusable Python"; rm -rf $(VENV); fi
+	@echo "setting up $(VENV) with $$($(PYTHON) -V): installing dependencies (about a minute the first time)"
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(VENV)/bin/pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt
+	$(VENV)/bin/pip install --disable-pip-version-check --quiet --no-deps -e .
 	touch $@
 
 # The offline main job: validate every image and render its kickstart, Packer template and scripts.
 render: $(VENV)/.installed
-	$(PY) -m homelab_images render --stack $(STACK) --out $(OUT)
-	$(PY) -m homelab_images validate --stack $(STACK)
+	$(VENV)/bin/homelab-images render --stack $(STACK) --out $(OUT)
+	$(VENV)/bin/homelab-images validate --stack $(STACK)
 
 test: $(VENV)/.installed
+	@command -v shellcheck >/dev/null || echo "note: shellcheck is not installed: the tests that check kickstart/scripts/*.sh are skipped (apt-get install shellcheck)"
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed
@@ -25,6 +35,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy examples/k3s-cluster/__main__.py
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: $(VENV)/.installed
 	$(PY) bench/bench_preview.py

@@ -1,10 +1,15 @@
-"""Overhead of the build command besides Packer, against fakepve with instant tasks.
+"""Overhead of the runner besides Packer, against fakepve with instant tasks.
 
 Runs N replacement cycles the way pulumi-command runs them (create of a new
 build, then delete of the previous one), with the stand-in Packer from
 tests/fakes. The runner's overhead per build is the create's wall time minus the
 time the stand-in Packer spent (it records it); retire time is the delete's
 wall time. Both include starting the Python interpreter. Target: <= 5 s.
+
+It also prints the runner's start-up time (imports only) and the share of it
+that pydantic and the document models cost, against the interpreter alone: the
+figure behind using pydantic for the spec and the result (see
+homelab_images/contract/records.py).
 
     venv/bin/python bench/bench_runner.py [-n 5] [--check]
 """
@@ -39,6 +44,9 @@ from homelab_images.core.stackfile import load_stack_file  # noqa: E402
 from homelab_images.runner.preflight import REQUIRED_PRIVILEGES  # noqa: E402
 
 TARGET_SECONDS = 5.0
+# A typical build of the shipped image (install, k3s, seal); start-up is compared against it.
+TYPICAL_BUILD_SECONDS = 15 * 60
+STARTUP_RUNS = 7
 TOKEN_ID = "images@pve!build"
 SECRET = "bench-secret-0123456789"
 
@@ -90,7 +98,7 @@ def spec_for(base: BuildSpec, build: int, cafile: str) -> BuildSpec:
 def run(command: str, spec: BuildSpec, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
     done = subprocess.run(
-        ["/bin/sh", "-c", command], input=spec.to_stdin(), env=env, cwd=REPO,
+        ["/bin/sh", "-c", command], input=spec.to_json(), env=env, cwd=REPO,
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     return done, time.monotonic() - started
@@ -104,11 +112,36 @@ def packer_seconds(record: Path) -> float:
     return seconds
 
 
+def import_seconds(statement: str) -> float:
+    """Median wall time of a fresh interpreter that runs ``statement`` (no site customisation skipped)."""
+    times = []
+    for _ in range(STARTUP_RUNS):
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-c", statement], cwd=REPO, check=True)
+        times.append(time.monotonic() - started)
+    return statistics.median(times)
+
+
+def report_startup() -> None:
+    interpreter = import_seconds("pass")
+    runner = import_seconds("import homelab_images.runner.__main__, homelab_images.runner.create")
+    documents = import_seconds("import homelab_images.contract.build_spec, homelab_images.contract.result")
+    pydantic_ms = (documents - interpreter) * 1000
+    without_ms = (runner - interpreter) * 1000 - pydantic_ms
+    print(
+        f"runner start-up: {runner * 1000:.0f} ms (interpreter alone {interpreter * 1000:.0f} ms); "
+        f"pydantic and the document models: {pydantic_ms:.0f} ms, so {without_ms:.0f} ms without them; "
+        f"that is {pydantic_ms / 10 / TYPICAL_BUILD_SECONDS:.3f}% of a "
+        f"{TYPICAL_BUILD_SECONDS // 60}-minute build"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=5, help="builds to run")
     parser.add_argument("--check", action="store_true", help=f"exit 1 if a build's overhead exceeds {TARGET_SECONDS}s")
     args = parser.parse_args()
+    report_startup()
     with tempfile.TemporaryDirectory(prefix="bench-runner-") as scratch:
         root = Path(scratch)
         fake = ServedFake(root)

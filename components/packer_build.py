@@ -1,4 +1,4 @@
-"""PackerBuild: runs the build command through pulumi-command.
+"""PackerBuild: runs the runner through pulumi-command.
 
 The Command is replaced exactly when the image's fingerprint parts change
 (its ``triggers``); any other change to its inputs (a timeout, the retention,
@@ -50,7 +50,7 @@ class PackerBuild(pulumi.ComponentResource):
             create=CREATE_COMMAND,
             update=UPDATE_COMMAND,
             delete=DELETE_COMMAND,
-            stdin=args.spec.to_stdin(),
+            stdin=args.spec.to_json(),
             environment={
                 "PROXMOX_VE_ENDPOINT": args.endpoint,
                 "PROXMOX_VE_API_TOKEN": args.api_token,
@@ -67,7 +67,7 @@ class PackerBuild(pulumi.ComponentResource):
                 additional_secret_outputs=["stderr"],
             ),
         )
-        # The build command prints only the result JSON on stdout and scrubs
+        # The runner prints only the result JSON on stdout and scrubs
         # secrets from everything it echoes, so its stdout is safe to show;
         # the vmId must stay readable for the stacks that clone it.
         stdout = pulumi.Output.unsecret(self.command.stdout)

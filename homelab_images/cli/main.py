@@ -1,15 +1,17 @@
-"""The offline commands (no Pulumi CLI, no credentials, no network), and gc (talks to Proxmox).
+"""homelab-images: the offline commands (no Pulumi CLI, no credentials, no network), and gc.
 
-python -m homelab_images render      --stack homelab --out DIR
-python -m homelab_images validate    --stack homelab
-python -m homelab_images fingerprint --stack homelab [--explain]
-python -m homelab_images lock        --stack homelab (--check | --update)
-python -m homelab_images spec        --stack homelab --image NAME   (the build command's stdin)
+homelab-images render      --stack homelab --out DIR
+homelab-images validate    --stack homelab
+homelab-images fingerprint --stack homelab [--explain]
+homelab-images lock        --stack homelab (--check | --update)
+homelab-images spec        --stack homelab --image NAME   (the runner's stdin)
 
 The one online command, gc, reads the Proxmox endpoint and token from
 PROXMOX_VE_ENDPOINT / PROXMOX_VE_API_TOKEN (see docs/build-runner.md):
 
-python -m homelab_images gc          --stack homelab [--apply]
+homelab-images gc          --stack homelab [--apply]
+
+``python -m homelab_images`` runs the same commands.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from homelab_images.contract.gc_request import GcRequest
 from homelab_images.contract.packer_files import KICKSTART_FILE, QEMU_TEMPLATE_FILE, SCRIPTS_DIR, TEMPLATE_FILE
 from homelab_images.core.config import ConfigError, StackConfig
 from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER, KickstartInvalid
@@ -88,7 +91,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         for name, text in plan.scripts.items():
             (directory / SCRIPTS_DIR / name).write_text(text, encoding="utf-8")
         print(f"{plan.name}: wrote {directory}/{', '.join(written)}, {SCRIPTS_DIR}/")
-    print(f"note: {KICKSTART_FILE} carries {BUILD_KEY_PLACEHOLDER}; the build command puts a per-build key there")
+    print(f"note: {KICKSTART_FILE} carries {BUILD_KEY_PLACEHOLDER}; the runner puts a per-build key there")
     return 0
 
 
@@ -128,7 +131,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
     if args.image not in names:
         raise CommandFailed(f"no image {args.image!r} in the stack; images: {', '.join(names)}")
     plan = next(plan for plan in plans if plan.name == args.image)
-    sys.stdout.write(plan.build_spec.to_stdin())
+    print(plan.build_spec.to_json())
     return 0
 
 
@@ -150,7 +153,7 @@ def _lock_findings(stack_file: Path, plans: Sequence[ImagePlan]) -> list[str]:
 def _lock_hint(stack_file: Path) -> str:
     return (
         f"lock file {lock_path(stack_file)}; after a version bump: "
-        f"python -m homelab_images lock --update --stack-file {stack_file}"
+        f"venv/bin/homelab-images lock --update --stack-file {stack_file}"
     )
 
 
@@ -179,15 +182,24 @@ def cmd_gc(args: argparse.Namespace) -> int:
     from homelab_images.runner.errors import RunnerError
     from homelab_images.runner.gc import run_gc
 
-    config = load_stack_file(_stack_file(args))
+    path = _stack_file(args)
+    config = load_stack_file(path)
+    request = GcRequest(
+        endpoint=config.endpoint,
+        ca_bundle=config.proxmox.ca_bundle,
+        insecure=config.insecure,
+        project_dir=str(path.resolve().parent),
+        images=[image.name for image in config.images],
+        retain_previous=config.build.retain_previous,
+    )
     try:
-        return run_gc(config, args.apply, sys.stdout)
+        return run_gc(request, args.apply, sys.stdout)
     except RunnerError as error:
         raise CommandFailed(str(error)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m homelab_images", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="homelab-images", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
 """Tags that mark a VM as built by this program, and how to read them back.
 
 Proxmox tags allow letters, digits and ``_-+.``; they show in the Proxmox UI and
-in ``/cluster/resources``. The build command acts only on VMs carrying
+in ``/cluster/resources``. The runner acts only on VMs carrying
 ``OWNER_TAG`` and the image's tag.
 """
 

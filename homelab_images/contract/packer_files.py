@@ -1,6 +1,6 @@
-"""Names shared by the Packer template and the build command that runs it.
+"""Names shared by the Packer template and the runner that runs it.
 
-Kept free of imports so that the build command does not load the renderer.
+Kept free of imports so that the runner does not load the renderer.
 """
 
 TEMPLATE_FILE = "build.pkr.json"
@@ -9,7 +9,7 @@ MANIFEST_FILE = "manifest.json"
 KICKSTART_FILE = "ks.cfg"
 SCRIPTS_DIR = "scripts"
 
-# Variables the build command provides through PKR_VAR_<name>.
+# Variables the runner provides through PKR_VAR_<name>.
 VAR_VM_ID = "vm_id"
 VAR_PUBLIC_KEY = "build_ssh_public_key"
 VAR_PRIVATE_KEY_FILE = "build_ssh_private_key_file"

@@ -1,39 +1,40 @@
-"""The result JSON: the last line of the build command's stdout, read back on update and delete."""
+"""The result JSON: the last line of the runner's stdout, read back on update and delete."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
-from homelab_images.contract.records import Record, RecordError, alias
+from pydantic import ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from homelab_images.contract.records import Record, RecordError
 
 
-@dataclass(frozen=True)
 class RetainedTemplate(Record):
-    vm_id: int = alias("vmId")
-    name: str = alias("name")
-    version: str | None = alias("version")
-    fingerprint: str | None = alias("fingerprint")
-    built_at: str | None = alias("builtAt")
+    model_config = ConfigDict(alias_generator=to_camel)
+
+    vm_id: int
+    name: str
+    version: str | None
+    fingerprint: str | None
+    built_at: str | None
     # Added within schema 1: results written before it lack the key.
-    node: str | None = field(default=None, metadata={"alias": "node"})
+    node: str | None = None
 
 
-@dataclass(frozen=True)
 class BuildResult(Record):
-    vm_id: int = alias("vmId")
-    node: str = alias("node")
-    name: str = alias("name")
-    version: str = alias("version")
-    fingerprint: str = alias("fingerprint")
-    storage: str = alias("storage")
-    built_at: str = alias("builtAt")
-    source_commit: str | None = alias("sourceCommit")
-    retained: list[RetainedTemplate] = field(default_factory=list)
+    model_config = ConfigDict(alias_generator=to_camel)
 
-    def to_line(self) -> str:
-        return self.to_json()
+    vm_id: int
+    node: str
+    name: str
+    version: str
+    fingerprint: str
+    storage: str
+    built_at: str
+    source_commit: str | None
+    retained: list[RetainedTemplate] = Field(default_factory=list)
 
 
 def last_json_line(text: str | None) -> dict[str, object] | None:
@@ -61,7 +62,7 @@ def parse_result(text: str | None) -> BuildResult | None:
 
 
 class BuildResultInvalid(Exception):
-    """The build command's stdout does not end with a result line."""
+    """The runner's stdout does not end with a result line."""
 
 
 def require_result(stdout: str) -> dict[str, Any]:
@@ -69,7 +70,7 @@ def require_result(stdout: str) -> dict[str, Any]:
     result = parse_result(stdout)
     if result is None:
         raise BuildResultInvalid(
-            "the build command's stdout does not end with a build result "
+            "the runner's stdout does not end with a build result "
             '({"vmId", "node", "name", "version", "fingerprint", ...}); see its stderr in the Pulumi output'
         )
     return result.to_mapping()

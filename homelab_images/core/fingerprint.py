@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from homelab_images.core.config import PERIOD, Image
-from homelab_images.core.kickstart import canonical_kickstart, script_without_comments
+from homelab_images.core.kickstart import canonical_kickstart
+from homelab_images.core.kickstart_check import script_without_comments
 
 PART_NAMES = (
     "kickstart",

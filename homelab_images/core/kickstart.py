@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from pathlib import Path
 
 import jinja2
 
 from homelab_images.core.config import Image
-from homelab_images.core.kickstart_cache import KickstartReport, cached_report
+from homelab_images.core.kickstart_check import KickstartReport, check_kickstart
 
 KICKSTART_DIR = Path(__file__).resolve().parents[2] / "kickstart"
 TEMPLATE_NAME = "alma9-k3s.ks.j2"
 
-# Stands for the per-build SSH public key until the build command supplies it.
+# Stands for the per-build SSH public key until the runner supplies it.
 BUILD_KEY_PLACEHOLDER = "@BUILD_SSH_PUBLIC_KEY@"
 
 
@@ -22,17 +21,10 @@ class KickstartInvalid(Exception):
     """The rendered kickstart is rejected; the message says where and why."""
 
 
+@cache
 def inspect_kickstart(text: str) -> KickstartReport:
-    """What Anaconda's parser says about ``text``: computed once per distinct text and
-    pykickstart version, then remembered (in memory and in the user's cache directory)."""
-
-    def compute() -> KickstartReport:
-        # pykickstart is imported only when a text has not been checked before.
-        from homelab_images.core.kickstart_check import check_kickstart
-
-        return check_kickstart(text)
-
-    return cached_report(text, compute)
+    """What Anaconda's parser says about ``text``, computed once per distinct text in a process."""
+    return check_kickstart(text)
 
 
 @cache
@@ -73,28 +65,3 @@ def canonical_kickstart(text: str) -> str:
     if report.error:
         raise KickstartInvalid(report.error)
     return report.canonical
-
-
-_COMMENT_OR_BLANK = re.compile(r"^\s*(#.*)?$")
-_HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
-
-
-def script_without_comments(body: str) -> str:
-    """Drop blank and comment-only shell lines, but never inside a here-document,
-    whose lines become file content in the image."""
-    kept: list[str] = []
-    heredoc_end: str | None = None
-    for raw_line in body.splitlines():
-        line = raw_line.rstrip()
-        if heredoc_end is not None:
-            kept.append(line)
-            if line.strip() == heredoc_end:
-                heredoc_end = None
-            continue
-        if _COMMENT_OR_BLANK.match(line):
-            continue
-        kept.append(line)
-        opened = _HEREDOC.search(line)
-        if opened:
-            heredoc_end = opened.group(2)
-    return "\n".join(kept)

@@ -1,8 +1,7 @@
 """Anaconda's own parser (pykickstart, RHEL9 handler) applied to a rendered kickstart.
 
-Pure: the same text gives the same report. Imported only when a text has not
-been checked before (see kickstart_cache.py), because building pykickstart's
-handler is the slowest thing the program does.
+Pure: the same text gives the same report, so kickstart.py remembers it per
+text for the life of the process (images of one stack share their kickstart).
 """
 
 from __future__ import annotations
@@ -10,6 +9,7 @@ from __future__ import annotations
 import copy
 import re
 import warnings
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -18,12 +18,18 @@ from pykickstart.errors import KickstartError, KickstartParseError
 from pykickstart.parser import KickstartParser
 from pykickstart.version import RHEL9, makeVersion
 
-from homelab_images.core.kickstart_cache import KickstartReport
-
 ESSENTIAL_PACKAGES = ("cloud-init", "cloud-utils-growpart", "qemu-guest-agent", "openssh-server")
 ESSENTIAL_SERVICES = ("sshd", "qemu-guest-agent", "cloud-init")
 
 _COMMENT_OR_BLANK = re.compile(r"^\s*(#.*)?$")
+_HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
+
+
+@dataclass(frozen=True)
+class KickstartReport:
+    canonical: str = ""
+    problems: tuple[str, ...] = ()
+    error: str | None = None
 
 
 @cache
@@ -44,7 +50,7 @@ def check_kickstart(text: str) -> KickstartReport:
             return KickstartReport(error=f"pykickstart (RHEL9) rejected the kickstart: {error}")
         except Warning as warning:
             return KickstartReport(error=f"pykickstart (RHEL9) warns about the kickstart: {warning}")
-    return KickstartReport(canonical=_canonical(handler), problems=_missing_requirements(handler))
+    return KickstartReport(canonical=_canonical(handler), problems=tuple(_missing_requirements(handler)))
 
 
 def _missing_requirements(handler: Any) -> list[str]:
@@ -69,8 +75,6 @@ def _canonical(handler: Any) -> str:
     pykickstart's serializer prints its own version in a header comment;
     comments are dropped, so it cannot leak into a fingerprint.
     """
-    from homelab_images.core.kickstart import script_without_comments
-
     scripts = list(handler.scripts)
     handler.scripts = []
     serialized = str(handler)
@@ -81,3 +85,24 @@ def _canonical(handler: Any) -> str:
         for script in scripts
     ]
     return "\n".join(commands + sections) + "\n"
+
+
+def script_without_comments(body: str) -> str:
+    """Drop blank and comment-only shell lines, but never inside a here-document,
+    whose lines become file content in the image."""
+    kept: list[str] = []
+    heredoc_end: str | None = None
+    for raw_line in body.splitlines():
+        line = raw_line.rstrip()
+        if heredoc_end is not None:
+            kept.append(line)
+            if line.strip() == heredoc_end:
+                heredoc_end = None
+            continue
+        if _COMMENT_OR_BLANK.match(line):
+            continue
+        kept.append(line)
+        opened = _HEREDOC.search(line)
+        if opened:
+            heredoc_end = opened.group(2)
+    return "\n".join(kept)

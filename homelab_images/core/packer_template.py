@@ -3,7 +3,7 @@
 Pure: the same image and settings give the same template. Credentials never
 appear in it: Packer reads the Proxmox URL, token ID and secret from
 PROXMOX_URL / PROXMOX_USERNAME / PROXMOX_TOKEN, and the per-build SSH key
-through variables the build command sets in the environment (PKR_VAR_*).
+through variables the runner sets in the environment (PKR_VAR_*).
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def render_packer_template(
         "variable": {
             VAR_VM_ID: {
                 "type": "number",
-                "description": "VM ID the build command allocated.",
+                "description": "VM ID the runner allocated.",
             },
             VAR_PUBLIC_KEY: {
                 "type": "string",

@@ -1,7 +1,7 @@
 """Everything about one image that can be known without touching Proxmox.
 
 The Pulumi program and the offline CLI both start here, so a preview and
-``python -m homelab_images render`` always agree on the artifacts and fingerprint.
+``homelab-images render`` always agree on the artifacts and fingerprint.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The qemu target installs the image on the machine that runs the build, from the
 same ISO, the same kickstart and the same provisioning scripts as the
 proxmox-iso target, and leaves one compressed qcow2 file. Pure, and free of
 credentials like the proxmox-iso template: the per-build SSH key and the output
-directory come from variables the build command sets (PKR_VAR_*).
+directory come from variables the runner sets (PKR_VAR_*).
 """
 
 from __future__ import annotations

@@ -18,9 +18,10 @@ from homelab_images.contract.build_spec import BuildSpec
 from homelab_images.contract.records import RecordError
 from homelab_images.runner import runner
 from homelab_images.runner.console import Console
-from homelab_images.runner.env import TOKEN_VAR, read_credentials, read_tuning
+from homelab_images.runner.env import TOKEN_VAR
 from homelab_images.runner.errors import EXIT_INVALID, Interrupted, RunnerError
-from homelab_images.runner.proxmox import ApiError, Retrier, connect, explain
+from homelab_images.runner.proxmox import ApiError, explain
+from homelab_images.runner.session import open_session
 from homelab_images.runner.signals import SignalHub
 
 
@@ -34,16 +35,16 @@ def read_spec(text: str) -> BuildSpec:
     if not text.strip():
         raise RunnerError(
             "no build spec on stdin",
-            "stdin of the build command",
+            "stdin of the runner",
             "pulumi-command passes it; to run by hand, pipe the spec JSON into the command",
             EXIT_INVALID,
         )
     try:
-        return BuildSpec.from_stdin(text)
+        return BuildSpec.from_json(text)
     except RecordError as error:
         raise RunnerError(
             f"the build spec on stdin is invalid ({error})",
-            "stdin of the build command",
+            "stdin of the runner",
             "the Pulumi component writes it: make sure the component and the runner come from the same commit",
             EXIT_INVALID,
         ) from None
@@ -60,19 +61,27 @@ def run(action: str, console: Console, hub: SignalHub) -> int:
     spec: BuildSpec | None = None
     try:
         spec = read_spec(sys.stdin.read())
-        creds = read_credentials(environ)
-        tuning = read_tuning(environ)
-        retry = Retrier(console, base_seconds=tuning.retry_base_seconds)
-        ca_bundle = runner.ca_bundle_path(spec, Path.cwd())
-        api = connect(creds, str(ca_bundle) if ca_bundle else None, spec.insecure, console)
-        ctx = runner.Context(spec, creds, tuning, console, hub, api, retry, environ, Path.cwd())
+        session = open_session(environ, spec.ca_bundle, spec.insecure, Path.cwd(), console)
+        creds = session.creds
+        ctx = runner.Context(
+            spec,
+            creds,
+            session.tuning,
+            console,
+            hub,
+            session.api,
+            session.retry,
+            environ,
+            Path.cwd(),
+            session.ca_bundle,
+        )
         if action == "create":
             # Only create needs Packer's side (and the template renderer it imports).
             from homelab_images.runner.create import create
 
-            print(create(ctx).to_line(), flush=True)
+            print(create(ctx).to_json(), flush=True)
         elif action == "update":
-            print(runner.update(ctx).to_line(), flush=True)
+            print(runner.update(ctx).to_json(), flush=True)
         else:
             runner.delete(ctx)
         return 0
@@ -88,7 +97,7 @@ def run(action: str, console: Console, hub: SignalHub) -> int:
     except Interrupted as error:
         name = signal.Signals(error.signum).name
         console.error(
-            f"the {action} was interrupted by {name}, {f'build of {spec.image}' if spec else 'build command'}: "
+            f"the {action} was interrupted by {name}, {f'build of {spec.image}' if spec else 'runner'}: "
             "the runner removed any unfinished build VM; run pulumi up again"
         )
         return 128 + error.signum

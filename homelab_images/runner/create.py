@@ -32,7 +32,7 @@ from homelab_images.runner.packer_run import (
 from homelab_images.runner.packer_run import run_packer as run_packer_command
 from homelab_images.runner.proxmox import ApiError, Kind, explain, kind_of_message
 from homelab_images.runner.retire import Outcome, remove_owned, retained_templates
-from homelab_images.runner.runner import Context, ca_bundle_path
+from homelab_images.runner.runner import Context
 from homelab_images.runner.verify import mark_finished, verify_template
 from homelab_images.runner.vmids import Claims, allocate, id_free_on_cluster
 
@@ -140,7 +140,7 @@ def build_once(ctx: Context, vmid: int, description: str, tags: list[str], deadl
     where = f"VM {vmid} on node {spec.node}"
     with build_directory() as directory:
         files = write_build_files(spec, directory)
-        env = packer_environment(ctx.environ, ctx.creds, ca_bundle_path(spec, ctx.cwd), vmid, files, description, tags)
+        env = packer_environment(ctx.environ, ctx.creds, ctx.ca_bundle, vmid, files, description, tags)
         console.stage("packer init")
         init = _packer(ctx, INIT_ARGS, directory, packer_init_environment(ctx.environ, env), deadline)
         if init.signum is not None:
@@ -192,7 +192,7 @@ def cleanup_failed(ctx: Context, vmid: int) -> None:
     except (ApiError, RunnerError, Interrupted) as error:
         ctx.console.warn(
             f"could not remove the unfinished build VM {vmid} on {spec.node} ({error}); "
-            "the next build or `python -m homelab_images gc --stack <stack> --apply` removes it"
+            "the next build or `venv/bin/homelab-images gc --stack <stack> --apply` removes it"
         )
         return
     if removal.outcome is Outcome.DELETED:
@@ -216,7 +216,6 @@ def create(ctx: Context) -> BuildResult:
     description = provenance.describe(spec, built_at, commit)
     tags = build_tags(spec.image, spec.version, spec.fingerprint)
     find_packer(ctx.environ)
-    ca_bundle_path(spec, ctx.cwd)
     deadline = time.monotonic() + timeout_seconds(ctx)
     skip: set[int] = set()
     packer_seconds = 0.0

@@ -1,4 +1,4 @@
-"""Read and check what the build command gets from its environment.
+"""Read and check what the runner gets from its environment.
 
 The component sets the same names the Proxmox Terraform/Pulumi provider uses:
 PROXMOX_VE_ENDPOINT, PROXMOX_VE_API_TOKEN (``user@realm!tokenid=secret``) and
@@ -29,7 +29,7 @@ KILL_GRACE_VAR = "HOMELAB_IMAGES_KILL_GRACE_SECONDS"
 STATE_DIR_VAR = "HOMELAB_IMAGES_STATE_DIR"
 
 TOKEN_FORMAT = re.compile(r"^(?P<user>[^@!=\s]+@[^@!=\s]+)!(?P<name>[A-Za-z][A-Za-z0-9._-]*)=(?P<secret>\S+)$")
-_WHERE = "environment of the build command"
+_WHERE = "environment of the runner"
 
 
 @dataclass(frozen=True)

@@ -11,16 +11,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
+from homelab_images.contract.gc_request import GcRequest
 from homelab_images.contract.ownership import Ownership
-from homelab_images.core.config import StackConfig
 from homelab_images.runner.console import Console
-from homelab_images.runner.env import ENDPOINT_VAR, TOKEN_VAR, read_credentials, read_tuning
+from homelab_images.runner.env import ENDPOINT_VAR, TOKEN_VAR
 from homelab_images.runner.errors import EXIT_INVALID, RunnerError
 from homelab_images.runner.inventory import Guest, detail, list_guests, newest_first
-from homelab_images.runner.proxmox import Api, ApiError, Retrier, connect, explain
+from homelab_images.runner.proxmox import Api, ApiError, Retrier, explain
 from homelab_images.runner.retire import Outcome, TagCheck, remove_owned
+from homelab_images.runner.session import open_session
 from homelab_images.runner.vmids import Claims
 
 
@@ -31,10 +33,10 @@ class Candidate:
     protected: bool
 
 
-def find_candidates(api: Api, retry: Retrier, config: StackConfig, claimed: set[int]) -> list[Candidate]:
+def find_candidates(api: Api, retry: Retrier, request: GcRequest, claimed: set[int]) -> list[Candidate]:
     guests = list_guests(api, retry, "cluster resources")
     owned = [g for g in guests if g.kind == "qemu" and g.ownership.owned]
-    retention = {image.name: config.build.retain_previous for image in config.images}
+    retention = dict.fromkeys(request.images, request.retain_previous)
     candidates = []
     for guest in owned:
         if guest.ownership.pending and guest.vmid not in claimed:
@@ -65,25 +67,22 @@ def is_candidate(candidate: Candidate) -> TagCheck:
     return check
 
 
-def run_gc(config: StackConfig, apply: bool, out: TextIO, environ: Mapping[str, str] | None = None) -> int:
+def run_gc(request: GcRequest, apply: bool, out: TextIO, environ: Mapping[str, str] | None = None) -> int:
     environ = dict(os.environ if environ is None else environ)
-    environ.setdefault(ENDPOINT_VAR, config.endpoint)
+    environ.setdefault(ENDPOINT_VAR, request.endpoint)
     console = Console()
     if not environ.get(TOKEN_VAR):
         raise RunnerError(
             f"{TOKEN_VAR} is not set",
-            "python -m homelab_images gc",
+            "homelab-images gc",
             f"export {TOKEN_VAR}='user@realm!tokenid=secret' (the token of proxmoxve:apiToken) and run again",
             EXIT_INVALID,
         )
-    creds = read_credentials(environ)
-    console.add_secret(creds.secret)
-    tuning = read_tuning(environ)
-    retry = Retrier(console, base_seconds=tuning.retry_base_seconds)
-    api = connect(creds, config.proxmox.ca_bundle, config.insecure, console)
+    session = open_session(environ, request.ca_bundle, request.insecure, Path(request.project_dir), console)
+    api, retry, creds = session.api, session.retry, session.creds
     try:
-        claimed = Claims(tuning.state_dir, creds.endpoint).live()
-        candidates = find_candidates(api, retry, config, claimed)
+        claimed = Claims(session.tuning.state_dir, creds.endpoint).live()
+        candidates = find_candidates(api, retry, request, claimed)
         if not candidates:
             out.write("nothing to collect: no superseded templates beyond retention and no failed-build leftovers\n")
             return 0

@@ -163,7 +163,7 @@ def retire(api: Api, retry: Retrier, console: Console, spec: BuildSpec, previous
                 mark_superseded(api, retry, target.node, target.vmid)
                 console.warn(
                     f"could not delete template {where}: {removal.reason}. It is kept and tagged "
-                    f"{SUPERSEDED_TAG}; `python -m homelab_images gc --stack <stack> --apply` deletes it once unused"
+                    f"{SUPERSEDED_TAG}; `venv/bin/homelab-images gc --stack <stack> --apply` deletes it once unused"
                 )
             else:
                 console.warn(f"VM {previous.vm_id} changed owner before deletion ({removal.reason}); left untouched")

@@ -30,19 +30,8 @@ class Context:
     retry: Retrier
     environ: Mapping[str, str]
     cwd: Path
-
-
-def ca_bundle_path(spec: BuildSpec, cwd: Path) -> Path | None:
-    if not spec.ca_bundle:
-        return None
-    path = (cwd / spec.ca_bundle).resolve()
-    if not path.is_file():
-        raise RunnerError(
-            f"CA bundle {spec.ca_bundle} does not exist",
-            "homelab-images:proxmox.caBundle",
-            "point it at the PEM file of the CA that signed the Proxmox certificate (relative to the project)",
-        )
-    return path
+    # caBundle resolved and checked by the session (None: the system's CAs).
+    ca_bundle: Path | None
 
 
 def previous_result(ctx: Context) -> BuildResult | None:
@@ -114,7 +103,7 @@ def delete(ctx: Context) -> None:
     if previous is None:
         ctx.console.warn(
             f"no build result in {PREVIOUS_STDOUT_VAR}: nothing known to delete; "
-            "`python -m homelab_images gc --stack <stack>` lists templates left behind"
+            "`venv/bin/homelab-images gc --stack <stack>` lists templates left behind"
         )
         return
     preflight.check_reachable(ctx.api, ctx.retry, ctx.creds)

@@ -132,7 +132,7 @@ def allocate(
         f"no free VM ID in vmIdRange {id_range.first}-{id_range.last}" + (f" ({'; '.join(detail)})" if detail else ""),
         "homelab-images:proxmox.vmIdRange",
         "move the foreign VMs out of the range, lower retainPrevious or run "
-        "`python -m homelab_images gc --stack <stack> --apply`, or widen the range",
+        "`venv/bin/homelab-images gc --stack <stack> --apply`, or widen the range",
     )
 
 

@@ -190,7 +190,7 @@ def test_spec_command_prints_the_build_commands_stdin(capsys: Any) -> None:
     from homelab_images.contract.build_spec import BuildSpec
 
     assert cli_main(["spec", "--stack-file", str(FIXTURE_STACK_FILE), "--image", IMAGE]) == 0
-    spec = BuildSpec.from_stdin(capsys.readouterr().out)
+    spec = BuildSpec.from_json(capsys.readouterr().out)
     assert spec == plan_for().build_spec.replace(fingerprint_parts=spec.fingerprint_parts, fingerprint=spec.fingerprint)
     assert cli_main(["spec", "--stack-file", str(FIXTURE_STACK_FILE), "--image", "nope"]) == 1
     assert "no image 'nope' in the stack; images: alma9-k3s-node-amd64" in capsys.readouterr().err

@@ -53,7 +53,7 @@ def test_bump_then_update_passes(project: Path, capsys: Any) -> None:
     _edit(project, 'version: "1.0.0"', 'version: "1.1.0"')
     code, output = _lock(project, "--check", capsys)
     assert code == 1 and "not recorded in the lock file; record it with `lock --update`" in output
-    assert "python -m homelab_images lock --update --stack-file" in output
+    assert "venv/bin/homelab-images lock --update --stack-file" in output
     assert _lock(project, "--update", capsys)[0] == 0
     assert _lock(project, "--check", capsys)[0] == 0
     recorded = json.loads(project.with_name("Pulumi.homelab.lock.json").read_text(encoding="utf-8"))

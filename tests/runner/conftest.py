@@ -1,4 +1,4 @@
-"""Fixtures for the build command against fakepve, run exactly as pulumi-command runs it.
+"""Fixtures for the runner against fakepve, run exactly as pulumi-command runs it.
 
 The command strings from ``homelab_images.contract.commands`` run through ``/bin/sh -c``
 in the project root, with the spec on stdin and the Proxmox endpoint and token
@@ -112,7 +112,7 @@ class Run:
 
 @dataclass
 class Runner:
-    """Runs the build command as pulumi-command does; one per test."""
+    """Runs the runner as pulumi-command does; one per test."""
 
     pve: Any
     cafile: str
@@ -160,7 +160,7 @@ class Runner:
         self.stand_in_settings.write_text("".join(line + "\n" for line in lines))
 
     def stdin(self, spec: BuildSpec | None) -> str:
-        return (spec or self.spec).to_stdin()
+        return (spec or self.spec).to_json()
 
     def _run(self, command: str, spec: BuildSpec | None, env: dict[str, str]) -> Run:
         done = subprocess.run(

@@ -1,13 +1,15 @@
-"""`python -m homelab_images gc --stack homelab [--apply]`: superseded templates and leftovers, ours only."""
+"""`homelab-images gc --stack-file FILE [--apply]`: superseded templates and leftovers, ours only."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from homelab_images.contract.ownership import SUPERSEDED_TAG, build_tags, join_tags
 from tests.runner.conftest import REPO, SECRET, Runner, make_vm, vms
+from tests.stack_files import fixture_document, write_stack_file
 
 IMAGE = "alma9-k3s-node-amd64"
 
@@ -24,11 +26,17 @@ def provenance(built_at: str) -> str:
 
 
 def gc(runner: Runner, *args: str, without: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = runner.env(REQUESTS_CA_BUNDLE=runner.cafile)
+    """gc with the frozen shipped stack pointed at fakepve; its caBundle (relative to the stack
+    file's directory, as users write it) is the only way the fake's certificate is trusted."""
+    config = fixture_document()["config"]
+    config["homelab-images:proxmox"]["caBundle"] = "fakepve-ca.pem"
+    (runner.root / "fakepve-ca.pem").write_bytes(Path(runner.cafile).read_bytes())
+    stack_file = write_stack_file(runner.root, config)
+    env = runner.env()
     if without:
         del env[without]
     return subprocess.run(
-        [sys.executable, "-m", "homelab_images", "gc", "--stack", "homelab", *args],
+        [sys.executable, "-m", "homelab_images", "gc", "--stack-file", str(stack_file), *args],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -88,6 +96,6 @@ def test_gc_without_a_token_says_how_to_provide_it(runner: Runner) -> None:
     done = gc(runner, without="PROXMOX_VE_API_TOKEN")
     assert done.returncode != 0
     assert done.stderr.strip() == (
-        "error: PROXMOX_VE_API_TOKEN is not set, python -m homelab_images gc: "
+        "error: PROXMOX_VE_API_TOKEN is not set, homelab-images gc: "
         "export PROXMOX_VE_API_TOKEN='user@realm!tokenid=secret' (the token of proxmoxve:apiToken) and run again"
     )

@@ -29,7 +29,7 @@ def test_linked_clones_keep_the_template_and_delete_exits_0(runner: Runner, pve:
     assert deleted.warnings == [
         f"warning: could not delete template VM {vmid} ({runner.spec.template_name}) on pve1: linked clones still "
         f"use its disks. It is kept and tagged {SUPERSEDED_TAG}; "
-        "`python -m homelab_images gc --stack <stack> --apply` deletes it once unused"
+        "`venv/bin/homelab-images gc --stack <stack> --apply` deletes it once unused"
     ]
 
 
