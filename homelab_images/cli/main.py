@@ -26,6 +26,7 @@ from pathlib import Path
 from homelab_images.contract.gc_request import GcRequest
 from homelab_images.contract.packer_files import KICKSTART_FILE, QEMU_TEMPLATE_FILE, SCRIPTS_DIR, TEMPLATE_FILE
 from homelab_images.core.config import ConfigError, StackConfig
+from homelab_images.core.fingerprint import TARGET_PART_NAMES
 from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER, KickstartInvalid
 from homelab_images.core.packer_template import PackerTemplateInvalid, validate_packer_template
 from homelab_images.core.paths import stack_file_path
@@ -59,9 +60,9 @@ def _plans(config: StackConfig) -> list[ImagePlan]:
             validate_packer_template(plan.packer_template, plan.kickstart)
         except PackerTemplateInvalid as error:
             raise CommandFailed(f"image {plan.name}: Packer template: {error}") from None
-        if plan.qemu_template is not None:
+        if plan.qemu is not None:
             try:
-                validate_qemu_template(plan.qemu_template, plan.kickstart)
+                validate_qemu_template(plan.qemu.template, plan.kickstart)
             except QemuTemplateInvalid as error:
                 raise CommandFailed(f"image {plan.name}: qemu template: {error}") from None
     return plans
@@ -82,8 +83,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         (directory / KICKSTART_FILE).write_text(plan.kickstart, encoding="utf-8")
         (directory / TEMPLATE_FILE).write_text(json.dumps(plan.packer_template, indent=2) + "\n", encoding="utf-8")
         written = [KICKSTART_FILE, TEMPLATE_FILE]
-        if plan.qemu_template is not None:
-            qemu_text = json.dumps(plan.qemu_template, indent=2) + "\n"
+        if plan.qemu is not None:
+            qemu_text = json.dumps(plan.qemu.template, indent=2) + "\n"
             (directory / QEMU_TEMPLATE_FILE).write_text(qemu_text, encoding="utf-8")
             written.append(QEMU_TEMPLATE_FILE)
         else:
@@ -98,7 +99,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     path, config, plans = _load(args)
     for plan in plans:
-        templates = "Packer templates" if plan.qemu_template is not None else "Packer template"
+        templates = "Packer templates" if plan.qemu is not None else "Packer template"
         print(f"{plan.name} v{plan.image.version}: kickstart and {templates} valid")
     findings = _lock_findings(path, plans)
     for finding in findings:
@@ -110,16 +111,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _target_fingerprints(plan: ImagePlan) -> dict[str, tuple[str, dict[str, str]]]:
+    """Per target of the image, its fingerprint and all its parts."""
+    targets = {"proxmox-iso": (plan.fingerprint, plan.fingerprint_parts)}
+    if plan.qemu is not None:
+        targets["qemu"] = (plan.qemu.fingerprint, plan.qemu.fingerprint_parts)
+    return targets
+
+
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     _, _, plans = _load(args)
     result: dict[str, dict[str, object]] = {}
     for plan in plans:
+        targets: dict[str, dict[str, object]] = {}
+        for target, (fingerprint, parts) in _target_fingerprints(plan).items():
+            targets[target] = {"fingerprint": fingerprint}
+            if args.explain:
+                targets[target]["parts"] = {
+                    name: digest for name, digest in parts.items() if name in TARGET_PART_NAMES[target]
+                }
         entry: dict[str, object] = {
             "version": plan.image.version,
             "fingerprint": plan.fingerprint,
+            "targets": targets,
         }
         if args.explain:
-            entry["parts"] = plan.fingerprint_parts
+            entry["shared"] = plan.shared_fingerprint_parts
         result[plan.name] = entry
     print(json.dumps(result, indent=2, sort_keys=True))
     return 0
@@ -214,7 +231,9 @@ def _parser() -> argparse.ArgumentParser:
     render.set_defaults(run=cmd_render)
     command("validate", "validate the config and every generated artifact").set_defaults(run=cmd_validate)
     fingerprint = command("fingerprint", "print each image's version and fingerprint as JSON")
-    fingerprint.add_argument("--explain", action="store_true", help="include the fingerprint's parts")
+    fingerprint.add_argument(
+        "--explain", action="store_true", help="include the parts shared by every target and each target's own"
+    )
     fingerprint.set_defaults(run=cmd_fingerprint)
     spec = command("spec", "print an image's build spec: the stdin of `python -m homelab_images.runner`")
     spec.add_argument("--image", required=True, help="image name")

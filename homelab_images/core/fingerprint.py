@@ -16,16 +16,15 @@ from homelab_images.core.config import PERIOD, Image
 from homelab_images.core.kickstart import canonical_kickstart
 from homelab_images.core.kickstart_check import script_without_comments
 
-PART_NAMES = (
-    "kickstart",
-    "packer",
-    "scripts",
-    "iso",
-    "k3s",
-    "plugin",
-    "hardware",
-    "freshness",
-)
+# Parts every target of an image shares: a change to one rebuilds every target.
+SHARED_PART_NAMES = ("kickstart", "scripts", "iso", "k3s", "hardware", "freshness")
+# Parts of one target only: a change to one rebuilds that target only.
+TARGET_PART_NAMES = {
+    "proxmox-iso": ("packer", "plugin"),
+    "qemu": ("builder", "plugin", "firmware", "format"),
+}
+# The proxmox-iso build's parts, which are also its triggers.
+PART_NAMES = SHARED_PART_NAMES + TARGET_PART_NAMES["proxmox-iso"]
 
 
 def canonical_json(value: Any) -> str:
@@ -53,6 +52,41 @@ def freshness_epoch(period: str, now: datetime) -> str:
     return f"{period}#{int(now.timestamp()) // (days * 86_400)}"
 
 
+def shared_parts(image: Image, kickstart_text: str, scripts: Mapping[str, str], now: datetime) -> dict[str, str]:
+    """Per shared part, a sha256 of its canonical form. Secrets never reach these inputs:
+    the kickstart carries a placeholder for the build key."""
+    parts = {
+        "kickstart": canonical_kickstart(kickstart_text),
+        "scripts": canonical_json({name: canonical_script(text) for name, text in scripts.items()}),
+        "iso": image.iso.sha256,
+        "k3s": canonical_json(image.k3s.model_dump(mode="json")),
+        "hardware": canonical_json(image.hardware.model_dump(mode="json")),
+    }
+    if image.rebuild_every is not None:
+        parts["freshness"] = freshness_epoch(image.rebuild_every, now)
+    return {name: sha256_hex(value) for name, value in parts.items()}
+
+
+def proxmox_iso_parts(packer_build_parts: Mapping[str, Any], plugin_version: str) -> dict[str, str]:
+    """The proxmox-iso build's own parts: its template's build-affecting settings and its plugin."""
+    return {"packer": sha256_hex(canonical_json(packer_build_parts)), "plugin": sha256_hex(plugin_version)}
+
+
+def qemu_parts(
+    builder_parts: Mapping[str, Any],
+    plugin_version: str,
+    firmware: Mapping[str, Any],
+    disk_format: Mapping[str, Any],
+) -> dict[str, str]:
+    """The qemu build's own parts: builder settings, plugin, UEFI firmware and the file's format."""
+    return {
+        "builder": sha256_hex(canonical_json(builder_parts)),
+        "plugin": sha256_hex(plugin_version),
+        "firmware": sha256_hex(canonical_json(firmware)),
+        "format": sha256_hex(canonical_json(disk_format)),
+    }
+
+
 def fingerprint_parts(
     image: Image,
     kickstart_text: str,
@@ -61,21 +95,11 @@ def fingerprint_parts(
     plugin_version: str,
     now: datetime,
 ) -> dict[str, str]:
-    """Per part, a sha256 of its canonical form. Secrets never reach these inputs:
-    the kickstart carries a placeholder for the build key."""
-    hardware = image.hardware
-    parts = {
-        "kickstart": canonical_kickstart(kickstart_text),
-        "packer": canonical_json(packer_build_parts),
-        "scripts": canonical_json({name: canonical_script(text) for name, text in scripts.items()}),
-        "iso": image.iso.sha256,
-        "k3s": canonical_json(image.k3s.model_dump(mode="json")),
-        "plugin": plugin_version,
-        "hardware": canonical_json(hardware.model_dump(mode="json")),
+    """The proxmox-iso build's parts: the shared ones and its own."""
+    return {
+        **shared_parts(image, kickstart_text, scripts, now),
+        **proxmox_iso_parts(packer_build_parts, plugin_version),
     }
-    if image.rebuild_every is not None:
-        parts["freshness"] = freshness_epoch(image.rebuild_every, now)
-    return {name: sha256_hex(value) for name, value in parts.items()}
 
 
 def combine(parts: Mapping[str, str]) -> str:

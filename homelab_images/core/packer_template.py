@@ -136,13 +136,24 @@ def build_affecting_parts(image: Image) -> dict[str, Any]:
     """
     source = image_source(image)
     disks = [{key: value for key, value in disk.items() if key != "storage_pool"} for disk in source["disks"]]
-    # The k3s values handed to the scripts are the fingerprint's k3s part; here only their names count.
-    steps = [
+    return {
+        **source,
+        "disks": disks,
+        "network_adapters": [{"model": "virtio"}],
+        "provisioners": provisioning_steps(image),
+    }
+
+
+def provisioning_steps(image: Image) -> list[dict[str, Any]]:
+    """The provisioners as the fingerprint sees them, for every target.
+
+    The k3s values handed to the scripts are the fingerprint's k3s part; here only their names count.
+    """
+    return [
         {kind: {**step, "environment_vars": [var.split("=", 1)[0] for var in step.get("environment_vars", [])]}}
         for provisioner in provisioners(image)
         for kind, step in provisioner.items()
     ]
-    return {**source, "disks": disks, "network_adapters": [{"model": "virtio"}], "provisioners": steps}
 
 
 def render_packer_template(

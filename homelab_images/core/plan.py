@@ -15,7 +15,7 @@ from typing import Any
 
 from homelab_images.contract.build_spec import BuildSpec, IdRange
 from homelab_images.core.config import Image, StackConfig
-from homelab_images.core.fingerprint import combine, fingerprint_parts
+from homelab_images.core.fingerprint import SHARED_PART_NAMES, combine, fingerprint_parts, qemu_parts, shared_parts
 from homelab_images.core.kickstart import KICKSTART_DIR, render_kickstart, validate_kickstart
 from homelab_images.core.packer_template import (
     PROVISIONING_SCRIPTS,
@@ -23,11 +23,21 @@ from homelab_images.core.packer_template import (
     iso_volume,
     render_packer_template,
 )
-from homelab_images.core.qemu_template import render_qemu_template
+from homelab_images.core.qemu_plugin import PLUGIN_VERSION as QEMU_PLUGIN_VERSION
+from homelab_images.core.qemu_template import qemu_fingerprint_inputs, render_qemu_template
 
 
 def provisioning_scripts(directory: Path) -> dict[str, str]:
     return {name: (directory / name).read_text(encoding="utf-8") for name in PROVISIONING_SCRIPTS}
+
+
+@dataclass(frozen=True)
+class QemuPlan:
+    """The image's qemu target: its template and its own fingerprint."""
+
+    template: dict[str, Any]
+    fingerprint_parts: dict[str, str]
+    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -39,8 +49,13 @@ class ImagePlan:
     fingerprint_parts: dict[str, str]
     fingerprint: str
     build_spec: BuildSpec
-    qemu_template: dict[str, Any] | None = None
-    """The qemu target's template, when the image lists that target."""
+    qemu: QemuPlan | None = None
+    """The qemu target, when the image lists it. ``fingerprint_parts`` and
+    ``fingerprint`` above are the proxmox-iso target's."""
+
+    @property
+    def shared_fingerprint_parts(self) -> dict[str, str]:
+        return {name: digest for name, digest in self.fingerprint_parts.items() if name in SHARED_PART_NAMES}
 
     @property
     def name(self) -> str:
@@ -87,8 +102,19 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
         packer_template=template,
         scripts=scripts,
     )
-    qemu_template = render_qemu_template(image, config.build, kickstart) if "qemu" in image.targets else None
-    return ImagePlan(image, kickstart, template, scripts, parts, fingerprint, spec, qemu_template)
+    qemu = None
+    if "qemu" in image.targets:
+        inputs = qemu_fingerprint_inputs(image, config.build)
+        qemu_fingerprint_parts = {
+            **shared_parts(image, kickstart, scripts, now),
+            **qemu_parts(inputs.builder, QEMU_PLUGIN_VERSION, inputs.firmware, inputs.disk_format),
+        }
+        qemu = QemuPlan(
+            template=render_qemu_template(image, config.build, kickstart),
+            fingerprint_parts=qemu_fingerprint_parts,
+            fingerprint=combine(qemu_fingerprint_parts),
+        )
+    return ImagePlan(image, kickstart, template, scripts, parts, fingerprint, spec, qemu)
 
 
 def plan_stack(config: StackConfig, now: datetime, kickstart_dir: Path = KICKSTART_DIR) -> list[ImagePlan]:

@@ -10,6 +10,7 @@ directory come from variables the runner sets (PKR_VAR_*).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from homelab_images.contract.packer_files import (
@@ -20,7 +21,7 @@ from homelab_images.contract.packer_files import (
     VAR_PUBLIC_KEY,
 )
 from homelab_images.core.config import BuildSettings, Image
-from homelab_images.core.packer_template import boot_command, packer_kickstart, provisioners
+from homelab_images.core.packer_template import boot_command, packer_kickstart, provisioners, provisioning_steps
 from homelab_images.core.qemu_plugin import PLUGIN_SOURCE, PLUGIN_VERSION, SOURCE_TYPE, source_problems
 
 # Proxmox's disk buses as QEMU devices: the proxmox-iso target puts scsi disks
@@ -66,6 +67,36 @@ def qemu_image_source(image: Image, build: BuildSettings) -> dict[str, Any]:
             }
         )
     return source
+
+
+FIRMWARE_OPTIONS = ("efi_boot", "efi_firmware_code", "efi_firmware_vars", "efi_drop_efivars")
+FORMAT_OPTIONS = ("format", "disk_compression")
+
+
+@dataclass(frozen=True)
+class QemuFingerprintInputs:
+    """What of the qemu template changes the image file, split as the fingerprint's qemu parts.
+
+    Where it builds (output directory), with which accelerator and CPU model, how
+    long it waits and how the kickstart travels do not.
+    """
+
+    builder: dict[str, Any]
+    firmware: dict[str, Any]
+    disk_format: dict[str, Any]
+
+
+def qemu_fingerprint_inputs(image: Image, build: BuildSettings) -> QemuFingerprintInputs:
+    source = qemu_image_source(image, build)
+    special = FIRMWARE_OPTIONS + FORMAT_OPTIONS
+    return QemuFingerprintInputs(
+        builder={
+            **{key: value for key, value in source.items() if key not in special},
+            "provisioners": provisioning_steps(image),
+        },
+        firmware={key: source[key] for key in FIRMWARE_OPTIONS if key in source},
+        disk_format={key: source[key] for key in FORMAT_OPTIONS},
+    )
 
 
 def render_qemu_template(image: Image, build: BuildSettings, kickstart_text: str) -> dict[str, Any]:

@@ -39,8 +39,8 @@ def _qemu_plan(*more: Any) -> ImagePlan:
 
 
 def _qemu_source(plan: ImagePlan) -> dict[str, Any]:
-    assert plan.qemu_template is not None
-    source: dict[str, Any] = plan.qemu_template["source"]["qemu"][IMAGE]
+    assert plan.qemu.template is not None
+    source: dict[str, Any] = plan.qemu.template["source"]["qemu"][IMAGE]
     return source
 
 
@@ -49,18 +49,18 @@ def _delivery_cd(config: dict[str, Any]) -> None:
 
 
 def test_only_images_that_list_qemu_get_a_qemu_template() -> None:
-    assert plan_for().qemu_template is None
-    assert _qemu_plan().qemu_template is not None
+    assert plan_for().qemu is None
+    assert _qemu_plan().qemu is not None
 
 
 @pytest.mark.parametrize("delivery", [lambda _: None, _delivery_cd], ids=["http", "cd"])
 def test_same_kickstart_iso_and_scripts_as_the_proxmox_iso_build(delivery: Any) -> None:
     plan = _qemu_plan(delivery)
-    assert plan.qemu_template is not None
-    validate_qemu_template(plan.qemu_template, plan.kickstart)
-    assert qemu_embedded_kickstart(plan.qemu_template) == embedded_kickstart(plan.packer_template)
-    assert qemu_embedded_kickstart(plan.qemu_template) == packer_kickstart(plan.kickstart)
-    assert plan.qemu_template["build"]["provisioner"] == plan.packer_template["build"]["provisioner"]
+    assert plan.qemu.template is not None
+    validate_qemu_template(plan.qemu.template, plan.kickstart)
+    assert qemu_embedded_kickstart(plan.qemu.template) == embedded_kickstart(plan.packer_template)
+    assert qemu_embedded_kickstart(plan.qemu.template) == packer_kickstart(plan.kickstart)
+    assert plan.qemu.template["build"]["provisioner"] == plan.packer_template["build"]["provisioner"]
     source = _qemu_source(plan)
     assert source["iso_url"] == plan.image.iso.url
     assert source["iso_checksum"] == f"sha256:{plan.image.iso.sha256}"
@@ -108,32 +108,32 @@ def test_bios_images_boot_without_ovmf() -> None:
         image(config)["hardware"]["firmware"] = "seabios"
 
     plan = _qemu_plan(seabios)
-    assert plan.qemu_template is not None
-    validate_qemu_template(plan.qemu_template, plan.kickstart)
+    assert plan.qemu.template is not None
+    validate_qemu_template(plan.qemu.template, plan.kickstart)
     assert not {key for key in _qemu_source(plan) if key.startswith("efi_")}
 
 
 def test_pins_the_plugin_whose_options_it_checks() -> None:
     plan = _qemu_plan()
-    assert plan.qemu_template is not None
-    plugin = plan.qemu_template["packer"]["required_plugins"]
+    assert plan.qemu.template is not None
+    plugin = plan.qemu.template["packer"]["required_plugins"]
     assert plugin == {"qemu": {"version": "= 1.1.4", "source": "github.com/hashicorp/qemu"}}
-    assert plan.qemu_template["build"]["sources"] == [f"source.qemu.{IMAGE}"]
+    assert plan.qemu.template["build"]["sources"] == [f"source.qemu.{IMAGE}"]
 
 
 def test_no_credentials_in_the_qemu_template() -> None:
     plan = _qemu_plan()
-    text = json.dumps(plan.qemu_template)
+    text = json.dumps(plan.qemu.template)
     for option in ('"ssh_password"', '"vnc_password"', '"vnc_use_password"', '"ssh_private_key"'):
         assert option not in text
     assert "${var.build_ssh_private_key_file}" in text and "PRIVATE KEY" not in text
-    assert plan.qemu_template is not None
-    assert plan.qemu_template["variable"]["build_ssh_private_key_file"]["sensitive"] is True
+    assert plan.qemu.template is not None
+    assert plan.qemu.template["variable"]["build_ssh_private_key_file"]["sensitive"] is True
 
 
 def _broken(change: Any) -> tuple[dict[str, Any], str]:
     plan = _qemu_plan()
-    template = copy.deepcopy(plan.qemu_template)
+    template = copy.deepcopy(plan.qemu.template)
     assert template is not None
     change(template["source"]["qemu"][IMAGE])
     return template, plan.kickstart
@@ -168,7 +168,7 @@ def test_validation_rejects_what_the_plugin_would(change: Any, message: str) -> 
 
 def test_validation_rejects_another_plugin_pin() -> None:
     plan = _qemu_plan()
-    template = copy.deepcopy(plan.qemu_template)
+    template = copy.deepcopy(plan.qemu.template)
     assert template is not None
     template["packer"]["required_plugins"]["qemu"]["version"] = "= 1.1.0"
     with pytest.raises(QemuTemplateInvalid, match=re.escape("must pin github.com/hashicorp/qemu to 1.1.4")):

@@ -87,8 +87,9 @@ def test_semver_ordering() -> None:
 
 def test_explain_prints_the_parts(capsys: Any) -> None:
     assert cli_main(["fingerprint", "--stack-file", str(FIXTURE_STACK_FILE), "--explain"]) == 0
-    parts = json.loads(capsys.readouterr().out)[IMAGE]["parts"]
-    assert {"kickstart", "packer", "scripts", "iso", "k3s", "plugin", "hardware"} <= set(parts)
+    entry = json.loads(capsys.readouterr().out)[IMAGE]
+    assert {"kickstart", "scripts", "iso", "k3s", "hardware"} <= set(entry["shared"])
+    assert set(entry["targets"]["proxmox-iso"]["parts"]) == {"packer", "plugin"}
 
 
 def test_preview_fails_on_unbumped_change_when_strict() -> None:
