@@ -1,10 +1,14 @@
-"""homelab-images: the offline commands (no Pulumi CLI, no credentials, no network), and gc.
+"""homelab-images: the offline commands (no Pulumi CLI, no credentials, no network), gc and pins.
 
 homelab-images render      --stack homelab --out DIR
 homelab-images validate    --stack homelab
 homelab-images fingerprint --stack homelab [--explain]
 homelab-images lock        --stack homelab (--check | --update)
 homelab-images spec        --stack homelab --image NAME   (the runner's stdin)
+
+pins reads the AlmaLinux mirror and k3s' release sites (no credentials):
+
+homelab-images pins        --stack homelab (--check | --update)
 
 The one online command, gc, reads the Proxmox endpoint and token from
 PROXMOX_VE_ENDPOINT / PROXMOX_VE_API_TOKEN (see docs/build-runner.md):
@@ -23,6 +27,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from homelab_images.cli import pins
 from homelab_images.contract.gc_request import GcRequest
 from homelab_images.contract.packer_files import KICKSTART_FILE, QEMU_TEMPLATE_FILE, SCRIPTS_DIR, TEMPLATE_FILE
 from homelab_images.core.config import ConfigError, StackConfig
@@ -33,6 +38,7 @@ from homelab_images.core.paths import stack_file_path
 from homelab_images.core.plan import ImagePlan, plan_stack
 from homelab_images.core.qemu_template import QemuTemplateInvalid, validate_qemu_template
 from homelab_images.core.stackfile import load_stack_file
+from homelab_images.core.stackfile_edit import StackFileEditError
 from homelab_images.core.versioning import (
     check_version,
     content_fingerprint,
@@ -192,6 +198,14 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pins(args: argparse.Namespace) -> int:
+    rerun_hint = f"--stack {args.stack}" if args.stack else f"--stack-file {args.stack_file}"
+    try:
+        return pins.run_pins(args, _stack_file(args), rerun_hint, sys.stdout)
+    except (pins.PinsFailed, StackFileEditError) as error:
+        raise CommandFailed(str(error)) from None
+
+
 # --- gc: the only command that talks to Proxmox; the work is in homelab_images.runner.gc.
 
 
@@ -251,6 +265,9 @@ def _parser() -> argparse.ArgumentParser:
         help="record the current versions and fingerprints",
     )
     lock.set_defaults(run=cmd_lock)
+    pins_command = command("pins", "check or update each image's AlmaLinux and k3s pins against upstream releases")
+    pins.add_arguments(pins_command)
+    pins_command.set_defaults(run=cmd_pins)
     gc = command("gc", "list (or --apply: delete) superseded templates and failed-build leftovers on Proxmox")
     gc.add_argument("--apply", action="store_true", help="delete the unused ones (default: dry run)")
     gc.set_defaults(run=cmd_gc)
