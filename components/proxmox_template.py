@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_proxmoxve as proxmoxve
 
-from homelab_images.contract.ownership import OWNER_TAG, Ownership
+from homelab_images.contract.ownership import OWNER_TAG, Ownership, image_tag
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def check_template(image: str, fingerprint: str, vm_id: int, found: Any) -> None
     if not found.template:
         raise TemplateMismatch(f"{where} is not a template; it was changed outside this program")
     if not ownership.belongs_to(image):
-        raise TemplateMismatch(f"{where} does not carry the tags {OWNER_TAG} and image.{image}")
+        raise TemplateMismatch(f"{where} does not carry the tags {OWNER_TAG} and {image_tag(image)}")
     if not ownership.matches(fingerprint):
         raise TemplateMismatch(
             f"{where} was built from other content (fingerprint tag {ownership.fingerprint_prefix}); "

@@ -21,6 +21,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 
 from components import program
+from homelab_images.contract.ownership import OWNER_TAG, fingerprint_tag, image_tag, version_tag
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "__main__.py"
@@ -127,10 +128,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 self.template_tags(result)
                 if self.template_tags
                 else [
-                    "homelab-images",
-                    f"image.{result['name'].rsplit('-v', 1)[0]}",
-                    f"fp.{result['fingerprint'][:16]}",
-                    f"version.{result['version']}",
+                    OWNER_TAG,
+                    image_tag(result["name"].rsplit("-v", 1)[0]),
+                    fingerprint_tag(result["fingerprint"]),
+                    version_tag(result["version"]),
                 ]
             )
             return {

@@ -35,7 +35,7 @@ from homelab_images.core.fingerprint import TARGET_PART_NAMES
 from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER, KickstartInvalid
 from homelab_images.core.packer_template import PackerTemplateInvalid, validate_packer_template
 from homelab_images.core.paths import stack_file_path
-from homelab_images.core.plan import ImagePlan, plan_stack
+from homelab_images.core.plan import ImagePlan, packer_variables, plan_stack
 from homelab_images.core.qemu_template import QemuTemplateInvalid, validate_qemu_template
 from homelab_images.core.stackfile import load_stack_file
 from homelab_images.core.stackfile_edit import StackFileEditError
@@ -63,7 +63,7 @@ def _plans(config: StackConfig) -> list[ImagePlan]:
     plans = plan_stack(config, datetime.now(UTC))
     for plan in plans:
         try:
-            validate_packer_template(plan.packer_template, plan.kickstart)
+            validate_packer_template(plan.packer_template, plan.kickstart, packer_variables(plan.build_spec))
         except PackerTemplateInvalid as error:
             raise CommandFailed(f"image {plan.name}: Packer template: {error}") from None
         if plan.qemu is not None:

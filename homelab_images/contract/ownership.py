@@ -1,8 +1,11 @@
 """Tags that mark a VM as built by this program, and how to read them back.
 
-Proxmox tags allow letters, digits and ``_-+.``; they show in the Proxmox UI and
-in ``/cluster/resources``. The runner acts only on VMs carrying
-``OWNER_TAG`` and the image's tag.
+Proxmox tags allow letters, digits and ``_-+.``, but Packer's proxmox plugin accepts only
+``[A-Za-z0-9_-]`` (``contract.proxmox_plugin.TAG_PATTERN``): every tag here is made of those.
+A version's dots are written as ``_`` (semantic versions never contain ``_``), so reading a
+tag gives back exactly the value that was written. Tags show in the Proxmox UI and in
+``/cluster/resources``. The runner acts only on VMs carrying ``OWNER_TAG`` and the
+image's tag.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 OWNER_TAG = "homelab-images"
-IMAGE_PREFIX = "image."
-FINGERPRINT_PREFIX = "fp."
-VERSION_PREFIX = "version."
+IMAGE_PREFIX = "image-"
+FINGERPRINT_PREFIX = "fp-"
+VERSION_PREFIX = "version-"
+# The plugin splits its tags option on this (contract.proxmox_plugin.TAG_SEPARATOR).
+PACKER_TAG_SEPARATOR = ";"
 # Set while a build is in progress; removed once the template is verified.
 PENDING_TAG = "build-pending"
 # Set on a template that a newer build replaced but that is kept (rollback or in use).
@@ -31,7 +36,12 @@ def fingerprint_tag(fingerprint: str) -> str:
 
 
 def version_tag(version: str) -> str:
-    return VERSION_PREFIX + version
+    return VERSION_PREFIX + version.replace(".", "_")
+
+
+def version_of(tag_value: str) -> str:
+    """The version a version tag was written for (the inverse of ``version_tag``)."""
+    return tag_value.replace("_", ".")
 
 
 def build_tags(image_name: str, version: str, fingerprint: str) -> list[str]:
@@ -58,6 +68,11 @@ def join_tags(tags: Iterable[str]) -> str:
     return ";".join(sorted(set(tags)))
 
 
+def packer_tags(tags: Iterable[str]) -> str:
+    """The value of the template's tags variable: what the plugin splits into one tag each."""
+    return PACKER_TAG_SEPARATOR.join(tags)
+
+
 @dataclass(frozen=True)
 class Ownership:
     """What a VM's tags say about it."""
@@ -76,10 +91,11 @@ class Ownership:
         def value(prefix: str) -> str | None:
             return next((tag[len(prefix) :] for tag in tag_list if tag.startswith(prefix)), None)
 
+        version = value(VERSION_PREFIX)
         return cls(
             owned=OWNER_TAG in tag_list,
             image=value(IMAGE_PREFIX),
-            version=value(VERSION_PREFIX),
+            version=version_of(version) if version is not None else None,
             fingerprint_prefix=value(FINGERPRINT_PREFIX),
             pending=PENDING_TAG in tag_list,
             superseded=SUPERSEDED_TAG in tag_list,

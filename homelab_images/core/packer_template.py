@@ -21,8 +21,10 @@ from homelab_images.contract.packer_files import (
     VAR_TAGS,
     VAR_VM_ID,
 )
+from homelab_images.contract.proxmox_plugin import DEPRECATED_OPTIONS, PLUGIN_VERSION
 from homelab_images.core.config import BuildSettings, Image, ProxmoxSettings
 from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER
+from homelab_images.core.plugin_check import plugin_problems
 
 PLUGIN_SOURCE = "github.com/hashicorp/proxmox"
 PROVISIONING_SCRIPTS = ("install-k3s.sh", "seal.sh")
@@ -264,62 +266,62 @@ def embedded_kickstart(template: Mapping[str, Any]) -> str:
     return str(source["additional_iso_files"][0]["cd_content"][KICKSTART_FILE])
 
 
-# Options of the proxmox-iso source this program may emit, as documented for
-# the plugin version pinned above (.web-docs/components/builder/iso/README.md).
-KNOWN_SOURCE_OPTIONS = frozenset(
-    {
-        "proxmox_url", "username", "token", "password", "insecure_skip_tls_verify", "node", "pool",
-        "task_timeout", "vm_id", "vm_name", "template_name", "template_description", "tags",
-        "memory", "ballooning_minimum", "cores", "sockets", "numa", "cpu_type", "os", "machine", "bios",
-        "efi_config", "tpm_config", "scsi_controller", "disks", "network_adapters", "vga", "serials", "rng0",
-        "qemu_agent", "vm_interface", "boot", "onboot", "disable_kvm", "cloud_init", "cloud_init_storage_pool",
-        "cloud_init_disk_type", "boot_iso", "additional_iso_files", "http_content", "http_directory",
-        "http_bind_address", "http_interface", "http_port_min", "http_port_max", "boot_command", "boot_wait",
-        "boot_key_interval", "communicator", "ssh_username", "ssh_private_key_file", "ssh_timeout",
-        "ssh_handshake_attempts", "skip_convert_to_template",
-    }
-)  # fmt: skip
-DEPRECATED_SOURCE_OPTIONS = frozenset(
-    {
-        "iso_file",
-        "iso_url",
-        "iso_urls",
-        "iso_checksum",
-        "iso_storage_pool",
-        "unmount_iso",
-        "efidisk",
-    }
-)
-
-
 class PackerTemplateInvalid(Exception):
     """The generated template would not be accepted by Packer."""
 
 
-def validate_packer_template(template: Mapping[str, Any], kickstart_text: str) -> None:
-    """Structural checks of a rendered template: what Packer itself would reject first."""
+def with_variables(value: Any, variables: Mapping[str, Any]) -> Any:
+    """``value`` with each ``${var.NAME}`` replaced as Packer evaluates it (a whole-string reference keeps its type)."""
+    if isinstance(value, dict):
+        return {key: with_variables(item, variables) for key, item in value.items()}
+    if isinstance(value, list):
+        return [with_variables(item, variables) for item in value]
+    if not isinstance(value, str):
+        return value
+    for name, replacement in variables.items():
+        if value == _var(name):
+            return replacement
+        value = value.replace(_var(name), str(replacement))
+    return value
+
+
+def validate_packer_template(
+    template: Mapping[str, Any], kickstart_text: str, variables: Mapping[str, Any] | None = None
+) -> None:
+    """What Packer and the pinned proxmox plugin would reject, plus this program's own rules.
+
+    ``variables``: the values the build command sets (``PKR_VAR_*``), so that the plugin's
+    checks see the tags, VM ID and names a real build hands it.
+    """
     problems = []
     sources = template.get("source", {}).get("proxmox-iso", {})
     if len(sources) != 1:
         raise PackerTemplateInvalid("expected exactly one proxmox-iso source")
     name, source = next(iter(sources.items()))
-    unknown = sorted(set(source) - KNOWN_SOURCE_OPTIONS)
-    if unknown:
-        problems.append(f"unknown proxmox-iso options: {', '.join(unknown)}")
-    deprecated = sorted(set(source) & DEPRECATED_SOURCE_OPTIONS)
+    deprecated = sorted(set(source) & DEPRECATED_OPTIONS)
     if deprecated:
-        problems.append(f"deprecated options (use boot_iso): {', '.join(deprecated)}")
+        problems.append(f"deprecated options (use boot_iso, efi_config): {', '.join(deprecated)}")
+    problems.extend(
+        f"proxmox plugin v{PLUGIN_VERSION} rejects it: {problem}"
+        for problem in plugin_problems(with_variables(source, variables or {}))
+    )
     if "iso_file" not in source.get("boot_iso", {}):
         problems.append("boot_iso.iso_file is missing")
     if ("http_content" in source) == ("additional_iso_files" in source):
         problems.append("the kickstart must travel either by http_content or on an OEMDRV CD")
-    if embedded_kickstart(template) != packer_kickstart(kickstart_text):
+    elif embedded_kickstart(template) != packer_kickstart(kickstart_text):
         problems.append("the embedded kickstart differs from the rendered kickstart")
     if template.get("build", {}).get("sources") != [f"source.proxmox-iso.{name}"]:
         problems.append("the build block must use the proxmox-iso source")
     plugin = template.get("packer", {}).get("required_plugins", {}).get("proxmox", {})
     if plugin.get("source") != PLUGIN_SOURCE or not str(plugin.get("version", "")).startswith("= "):
         problems.append(f"required_plugins must pin {PLUGIN_SOURCE} to an exact version")
+    elif plugin["version"] != f"= {PLUGIN_VERSION}":
+        problems.append(
+            f"required_plugins pins {PLUGIN_SOURCE} {plugin['version'].removeprefix('= ')}, but these checks were "
+            f'read from v{PLUGIN_VERSION}: set homelab-images:build.packerPluginVersion to "{PLUGIN_VERSION}" '
+            "(docs/verified-against.md lists what to re-check before moving it)"
+        )
     for credential in ("token", "password"):
         if credential in source:
             problems.append(f"{credential} must come from the environment, not the template")

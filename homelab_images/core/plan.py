@@ -14,9 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from homelab_images.contract.build_spec import BuildSpec, IdRange
+from homelab_images.contract.ownership import build_tags, packer_tags
+from homelab_images.contract.packer_files import (
+    VAR_DESCRIPTION,
+    VAR_PRIVATE_KEY_FILE,
+    VAR_PUBLIC_KEY,
+    VAR_TAGS,
+    VAR_VM_ID,
+)
 from homelab_images.core.config import Image, StackConfig
 from homelab_images.core.fingerprint import SHARED_PART_NAMES, combine, fingerprint_parts, qemu_parts, shared_parts
-from homelab_images.core.kickstart import KICKSTART_DIR, render_kickstart, validate_kickstart
+from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER, KICKSTART_DIR, render_kickstart, validate_kickstart
 from homelab_images.core.packer_template import (
     PROVISIONING_SCRIPTS,
     build_affecting_parts,
@@ -115,6 +123,17 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
             fingerprint=combine(qemu_fingerprint_parts),
         )
     return ImagePlan(image, kickstart, template, scripts, parts, fingerprint, spec, qemu)
+
+
+def packer_variables(spec: BuildSpec) -> dict[str, Any]:
+    """The values the build command gives the template's variables (its VM ID: the range's first)."""
+    return {
+        VAR_VM_ID: spec.vm_id_range.first,
+        VAR_TAGS: packer_tags(build_tags(spec.image, spec.version, spec.fingerprint)),
+        VAR_DESCRIPTION: f"Golden image {spec.image} v{spec.version}",
+        VAR_PUBLIC_KEY: BUILD_KEY_PLACEHOLDER,
+        VAR_PRIVATE_KEY_FILE: "build_ssh_key",
+    }
 
 
 def plan_stack(config: StackConfig, now: datetime, kickstart_dir: Path = KICKSTART_DIR) -> list[ImagePlan]:

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from homelab_images.contract.build_spec import BuildSpec
+from homelab_images.contract.ownership import packer_tags
 from homelab_images.contract.packer_files import (
     MANIFEST_FILE,
     SCRIPTS_DIR,
@@ -181,7 +182,7 @@ def packer_environment(
             f"PKR_VAR_{VAR_PUBLIC_KEY}": files.public_key,
             f"PKR_VAR_{VAR_PRIVATE_KEY_FILE}": str(files.private_key),
             f"PKR_VAR_{VAR_DESCRIPTION}": description,
-            f"PKR_VAR_{VAR_TAGS}": ";".join(tags),
+            f"PKR_VAR_{VAR_TAGS}": packer_tags(tags),
         }
     )
     if ca_bundle is not None:

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from homelab_images.cli.main import main as cli_main
+from homelab_images.contract.proxmox_plugin import SOURCE_SPEC
 from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER
 from homelab_images.core.packer_template import (
-    KNOWN_SOURCE_OPTIONS,
     PackerTemplateInvalid,
     embedded_kickstart,
     hcl_literal,
@@ -35,7 +35,7 @@ def _delivery_cd(config: dict[str, Any]) -> None:
 def test_source_is_proxmox_iso_with_uefi_agent_cloud_init_and_boot_iso() -> None:
     plan = plan_for()
     source = source_of(plan)
-    assert set(source) <= KNOWN_SOURCE_OPTIONS
+    assert set(source) <= set(SOURCE_SPEC)
     assert source["bios"] == "ovmf"
     assert source["efi_config"] == {
         "efi_storage_pool": "local-lvm",
@@ -157,7 +157,7 @@ def test_validation_catches_structural_mistakes() -> None:
     source = broken["source"]["proxmox-iso"][IMAGE]
     source["iso_file"] = "local:iso/x.iso"
     source["tokn"] = "x"
-    with pytest.raises(PackerTemplateInvalid, match=r"unknown proxmox-iso options: iso_file, tokn.*deprecated"):
+    with pytest.raises(PackerTemplateInvalid, match=r"deprecated options.*iso_file.*named \"tokn\""):
         validate_packer_template(broken, plan.kickstart)
     with pytest.raises(PackerTemplateInvalid, match="differs from the rendered kickstart"):
         validate_packer_template(plan.packer_template, plan.kickstart + "# edited\n")

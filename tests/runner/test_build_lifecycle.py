@@ -28,8 +28,8 @@ def test_clean_build_makes_a_verified_tagged_template_and_delete_removes_it(runn
     assert vm.template
     assert vm.name == spec.template_name
     tags = tags_of(vm)
-    assert {OWNER_TAG, f"image.{spec.image}", f"version.{spec.version}"} <= tags
-    assert f"fp.{spec.fingerprint[:FINGERPRINT_TAG_CHARS]}" in tags
+    assert {OWNER_TAG, f"image-{spec.image}", "version-" + spec.version.replace(".", "_")} <= tags
+    assert f"fp-{spec.fingerprint[:FINGERPRINT_TAG_CHARS]}" in tags
     assert PENDING_TAG not in tags, "a verified template is no longer pending"
     description = vm.config["description"]
     for expected in (spec.fingerprint, spec.iso_sha256, spec.k3s_version, result["builtAt"], "built by homelab-images"):
@@ -138,6 +138,6 @@ def test_version_bump_without_content_change_renames_instead_of_rebuilding(runne
     vm = vms(pve)[result["vmId"]]
     assert vm.name == bumped.template_name
     tags = tags_of(vm)
-    assert "version.1.0.1" in tags and "version.1.0.0" not in tags
+    assert "version-1_0_1" in tags and "version-1_0_0" not in tags
     assert "version: 1.0.1" in vm.config["description"]
     assert f"fingerprint: {runner.spec.fingerprint}" in vm.config["description"]

@@ -56,7 +56,7 @@ def cluster_with_garbage(root: Any) -> None:
     root.nodes("pve1").qemu(9004).config.put(protection=1)
     retired_image = owned_tags("retired-image", "d", SUPERSEDED_TAG)
     make_vm(root, 9010, "retired-image-v3", retired_image, provenance("2026-01-15T00:00:00Z"), template=True)
-    make_vm(root, 9020, "not-ours", join_tags([SUPERSEDED_TAG, f"image.{IMAGE}"]), template=True)
+    make_vm(root, 9020, "not-ours", join_tags([SUPERSEDED_TAG, f"image-{IMAGE}"]), template=True)
 
 
 def test_gc_dry_run_lists_and_apply_deletes_only_unused_garbage_of_ours(runner: Runner, pve: Any, root: Any) -> None:
