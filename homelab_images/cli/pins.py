@@ -116,7 +116,7 @@ def _print_check(report: ImageReport, out: TextIO) -> None:
         if newest_minor != pinned_minor:
             print(
                 f"  AlmaLinux 9.{pinned_minor} -> 9.{newest_minor} (newest AlmaLinux 9 minor; "
-                f"9.{pinned_minor} moves to vault.almalinux.org and its repo.almalinux.org URLs stop working)",
+                "older minors leave repo.almalinux.org for vault.almalinux.org)",
                 file=out,
             )
         if newest_k3s != pinned_k3s:
@@ -142,7 +142,7 @@ def _update(path: Path, config: StackConfig, reports: Sequence[ImageReport], rer
         print(f"every pin is on the newest release; {path.name} unchanged", file=out)
         return 0
     original = path.read_bytes().decode("utf-8")
-    _write_validated(path, replace_scalars(original, values))
+    write_validated(path, replace_scalars(original, values))
     print(f"updated {path.name}", file=out)
     changed = [f"{report.name} (now {config.image(report.name).version})" for report in reports if not report.current]
     print(
@@ -153,7 +153,7 @@ def _update(path: Path, config: StackConfig, reports: Sequence[ImageReport], rer
     return 0
 
 
-def _write_validated(path: Path, text: str) -> None:
+def write_validated(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` only if the result still loads as a valid stack."""
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
         tmp.write(text.encode("utf-8"))
@@ -163,6 +163,7 @@ def _write_validated(path: Path, text: str) -> None:
         shutil.copymode(path, staged)
         os.replace(staged, path)
     except ConfigError as error:
-        raise PinsFailed(f"the updated stack file would not validate, left unchanged: {error.problems[0]}") from None
+        problem = error.problems[0].replace(str(staged), str(path))
+        raise PinsFailed(f"the updated stack file would not validate, {path.name} left unchanged: {problem}") from None
     finally:
         staged.unlink(missing_ok=True)

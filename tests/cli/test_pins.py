@@ -13,6 +13,7 @@ layout was read from), with made-up digests and an install.sh stand-in:
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import functools
 import hashlib
@@ -29,8 +30,9 @@ from typing import Any
 import pytest
 
 from homelab_images.cli.main import main as cli_main
+from homelab_images.cli.pins import PinsFailed, add_arguments, sources_from, write_validated
 from homelab_images.cli.upstream_http import HttpFetch
-from homelab_images.core.pins import SourceError, parse_bsd_checksums, parse_coreutils_checksums
+from homelab_images.core.pins import SourceError, Sources, parse_bsd_checksums, parse_coreutils_checksums
 from homelab_images.core.stackfile import load_stack_file
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -255,3 +257,35 @@ def test_a_source_that_accepts_but_never_answers_times_out() -> None:
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/9/isos/x86_64/CHECKSUM"
         with pytest.raises(SourceError, match=r"^the AlmaLinux mirror at .* did not answer within 0\.2 s$"):
             HttpFetch(timeout=0.2)("almalinux", url)
+
+
+def test_the_printed_next_steps_satisfy_the_version_lock(tmp_path: Path, upstream: Upstream, capsys: Any) -> None:
+    """New pins change the image, so the lock wants a version bump: exactly what --update prints."""
+    stack = stack_at_97(tmp_path)
+    assert cli_main(["lock", "--update", "--stack-file", str(stack)]) == 0
+    assert pins("--update", stack, upstream, capsys)[0] == 0
+    assert cli_main(["lock", "--check", "--stack-file", str(stack)]) == 1
+    assert "alma9-k3s-node-amd64" in capsys.readouterr().err
+    stack.write_text(_pin(stack.read_text(encoding="utf-8"), "version", '"1.1.0"'), encoding="utf-8")
+    assert cli_main(["lock", "--update", "--stack-file", str(stack)]) == 0
+    assert cli_main(["lock", "--check", "--stack-file", str(stack)]) == 0, capsys.readouterr().err
+
+
+def test_sources_come_from_options_then_environment_then_upstream() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--check", "--almalinux-url", "https://mirror.lan/almalinux/"])
+    sources = sources_from(
+        args, {"HOMELAB_IMAGES_ALMALINUX_URL": "https://env.lan", "HOMELAB_IMAGES_K3S_SOURCE_URL": "https://src.lan"}
+    )
+    assert sources == Sources(almalinux="https://mirror.lan/almalinux", k3s_source="https://src.lan")
+
+
+def test_a_result_that_would_not_validate_is_never_written(tmp_path: Path) -> None:
+    stack = stack_at_97(tmp_path)
+    before = stack.read_bytes()
+    broken = _pin(stack.read_text(encoding="utf-8"), "sha256", '"not-a-hash"')
+    with pytest.raises(PinsFailed, match=r"would not validate, Pulumi\.pins\.yaml left unchanged: .*iso\.sha256"):
+        write_validated(stack, broken)
+    assert stack.read_bytes() == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["Pulumi.pins.yaml"]

@@ -122,3 +122,20 @@ def test_a_k3s_minor_without_a_channel_is_an_error() -> None:
     site = _site(8, "v1.36.5+k3s1")
     with pytest.raises(PinsError, match=r"has no release for channel v1\.99"):
         report_image(image, SOURCES, lambda _source, url: site[url])
+
+
+def test_a_release_checksum_without_the_iso_names_the_file_and_url() -> None:
+    """A mirror caught mid-sync: 9/ already names 9.8, 9.8's own CHECKSUM lacks the ISO."""
+    image = _image(
+        "https://repo.almalinux.org/almalinux/9.7/isos/x86_64/AlmaLinux-9.7-x86_64-minimal.iso",
+        "v1.36.4+k3s1",
+        None,
+    )
+    site = _site(8, "v1.36.5+k3s1")
+    site["https://alma.test/almalinux/9.8/isos/x86_64/CHECKSUM"] = b"-----BEGIN PGP SIGNED MESSAGE-----\n"
+    with pytest.raises(PinsError) as raised:
+        report_image(image, SOURCES, lambda _source, url: site[url])
+    assert str(raised.value) == (
+        "AlmaLinux mirror: https://alma.test/almalinux/9.8/isos/x86_64/CHECKSUM "
+        "has no 'SHA256 (AlmaLinux-9.8-x86_64-minimal.iso) = …' line"
+    )
