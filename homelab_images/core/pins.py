@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from urllib.parse import quote
 
-from homelab_images.core.config import K3S_RELEASE, Image
+from homelab_images.core.config import Image
 
 ALMALINUX_URL = "https://repo.almalinux.org/almalinux"
 ALMALINUX_VAULT_URL = "https://vault.almalinux.org"
@@ -65,7 +65,7 @@ class Sources:
     k3s_source: str = K3S_SOURCE_URL
 
 
-# Names of the sources, as errors and reports say them; keys of ``SOURCE_LABELS``.
+# How errors name each source; the keys are the fields of ``Sources``.
 SOURCE_LABELS = {
     "almalinux": "AlmaLinux mirror",
     "k3s_channels": "k3s channel server",
@@ -242,7 +242,7 @@ def _newest_k3s(channels: dict[str, str], pinned: str, url: str) -> tuple[str, s
     minor = k3s_order(pinned)[0]
     channel = f"v1.{minor}"
     latest = channels.get(channel)
-    if latest is None or not K3S_RELEASE.fullmatch(latest):
+    if latest is None or not K3S_TAG.fullmatch(latest):
         raise PinsError(f"k3s channel server: {url} has no release for channel {channel}")
     newest = max(pinned, latest, key=k3s_order)
     later = [tag for tag in channels.values() if K3S_TAG.fullmatch(tag) and k3s_order(tag)[0] > minor]
@@ -253,18 +253,15 @@ def report_image(image: Image, sources: Sources, fetch: Fetch) -> ImageReport:
     """Compare one image's pins with the newest AlmaLinux 9 minor and k3s patch of its minor."""
     pinned = ImagePins.of(image)
     iso = parse_iso_url(pinned.iso_url)
-    if pinned.install_mirror is not None:
-        parse_release_directory(pinned.install_mirror)
+    install_mirror = None if pinned.install_mirror is None else parse_release_directory(pinned.install_mirror)
 
     minor = max(iso.minor, _newest_minor(fetch, sources, iso.variant))
     latest = replace(pinned, iso_sha256=_iso_sha256(fetch, sources, minor, iso.variant))
     if minor != iso.minor:
         iso_url = f"{current_mirror(iso.mirror)}/9.{minor}/isos/x86_64/{iso_file_name(minor, iso.variant)}"
         latest = replace(latest, iso_url=iso_url)
-    if pinned.install_mirror is not None:
-        mirror, mirror_minor = parse_release_directory(pinned.install_mirror)
-        if mirror_minor != minor:
-            latest = replace(latest, install_mirror=f"{current_mirror(mirror)}/9.{minor}")
+    if install_mirror is not None and install_mirror[1] != minor:
+        latest = replace(latest, install_mirror=f"{current_mirror(install_mirror[0])}/9.{minor}")
 
     channels_url = sources.k3s_channels
     channels = parse_channels(_text(fetch, "k3s_channels", channels_url), channels_url)
