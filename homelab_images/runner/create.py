@@ -13,6 +13,7 @@ from pathlib import Path
 
 from homelab_images.contract.build_spec import BuildSpec
 from homelab_images.contract.ownership import Ownership, build_tags
+from homelab_images.contract.proxmox_plugin import CD_CLEANUP_PRIVILEGE
 from homelab_images.contract.result import BuildResult
 from homelab_images.runner import preflight, provenance
 from homelab_images.runner.env import Credentials
@@ -168,6 +169,8 @@ def build_once(ctx: Context, vmid: int, description: str, tags: list[str], deadl
         if run.exit_code != 0:
             if any(ID_TAKEN.search(line) for line in run.tail):
                 raise IdTaken()
+            if finished_despite_packer(ctx, run, vmid, tags):
+                return vmid, init.seconds + run.seconds
             raise diagnose(run, where, ctx.creds)
         artifact = read_manifest(directory)
         if artifact != vmid:
@@ -178,6 +181,28 @@ def build_once(ctx: Context, vmid: int, description: str, tags: list[str], deadl
                 "are left for inspection",
             )
         return artifact, init.seconds + run.seconds
+
+
+def finished_despite_packer(ctx: Context, run: PackerRun, vmid: int, tags: list[str]) -> bool:
+    """Packer failed, but the template is finished and verifies: the failure came after it was made.
+
+    The plugin's cleanups run after the template is finished and a failing one fails the build
+    (e.g. deleting the OEMDRV ISO without Datastore.Allocate). Deleting a verified template for
+    that would throw a good build away and leave the ISO behind anyway.
+    """
+    spec = ctx.spec
+    try:
+        verify_template(ctx.api, ctx.retry, spec, vmid, tags)
+    except (ApiError, RunnerError):
+        return False
+    leftover = ""
+    if spec.kickstart_delivery == "cd":
+        leftover = (
+            f"; the OEMDRV ISO Packer uploaded may remain on storage {spec.iso_storage} (packer*.iso): "
+            f"delete it and grant the token {CD_CLEANUP_PRIVILEGE} on /storage/{spec.iso_storage}"
+        )
+    ctx.console.warn(f"Packer failed after template {vmid} was finished ({packer_error(run)}); keeping it{leftover}")
+    return True
 
 
 def cleanup_failed(ctx: Context, vmid: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from homelab_images.contract.build_spec import BuildSpec
+from homelab_images.contract.proxmox_plugin import CD_CLEANUP_PRIVILEGE
 from homelab_images.runner.env import Credentials
 from homelab_images.runner.errors import RunnerError
 from homelab_images.runner.proxmox import DOCS, Api, Retrier
@@ -35,6 +36,9 @@ VM_PRIVILEGES = (
 VM_STORAGE_PRIVILEGES = ("Datastore.AllocateSpace", "Datastore.Audit")
 # AllocateTemplate: the ISO download (download-url) and the OEMDRV CD Packer uploads.
 ISO_STORAGE_PRIVILEGES = ("Datastore.AllocateTemplate", "Datastore.Audit")
+# kickstartDelivery cd: the plugin deletes the OEMDRV ISO it uploaded when the build ends
+# (contract.proxmox_plugin: step_upload_iso.go Cleanup; PVE allows that with Datastore.Allocate).
+CD_ISO_STORAGE_PRIVILEGES = (CD_CLEANUP_PRIVILEGE,)
 BRIDGE_PRIVILEGES = ("SDN.Use",)
 # AccessNetwork: the node downloads the ISO (download-url); Audit: node status.
 NODE_PRIVILEGES = ("Sys.AccessNetwork", "Sys.Audit")
@@ -51,6 +55,7 @@ REQUIRED_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "/vms/<vmid>": vm_privileges(9),
     "/storage/<vmStorage>": VM_STORAGE_PRIVILEGES,
     "/storage/<isoStorage>": ISO_STORAGE_PRIVILEGES,
+    "/storage/<isoStorage> (kickstartDelivery cd)": CD_ISO_STORAGE_PRIVILEGES,
     "/sdn/zones/localnetwork/<bridge>": BRIDGE_PRIVILEGES,
     "/nodes/<node>": NODE_PRIVILEGES,
 }
@@ -84,6 +89,8 @@ def required_privileges(spec: BuildSpec, vmid: int | None, major: int = 9) -> di
         (f"/nodes/{spec.node}", NODE_PRIVILEGES),
     ):
         needed.setdefault(path, set()).update(privs)
+    if spec.kickstart_delivery == "cd":
+        needed[f"/storage/{spec.iso_storage}"].update(CD_ISO_STORAGE_PRIVILEGES)
     if vmid is not None:
         needed[f"/vms/{vmid}"] = set(vm_privileges(major))
     return {path: tuple(sorted(privs)) for path, privs in needed.items()}
