@@ -46,6 +46,7 @@ images = {
             provider=provider,
             shared_storage=config.proxmox.shared_storage,
             replica_nodes=config.proxmox.replica_nodes,
+            lock_versions=settings.lock.get(plan.name, {}),
         ),
         provider_opts,
     )

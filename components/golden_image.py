@@ -19,6 +19,7 @@ from components.packer_build import PackerBuild, PackerBuildArgs
 from components.proxmox_template import ProxmoxTemplate, ProxmoxTemplateArgs
 from homelab_images.core.packer_template import SCSI_CONTROLLER
 from homelab_images.core.plan import ImagePlan, plan_for_node
+from homelab_images.core.versioning import content_fingerprint, former_versions
 
 OUTPUTS_SCHEMA_VERSION = 1
 
@@ -34,6 +35,8 @@ class GoldenImageArgs:
     provider: pulumi.ProviderResource
     shared_storage: bool = False
     replica_nodes: list[str] = field(default_factory=list)
+    lock_versions: Mapping[str, str] = field(default_factory=dict)
+    """This image's entry of the version lock: version -> content fingerprint."""
 
 
 @dataclass(frozen=True)
@@ -60,13 +63,28 @@ class GoldenImage(pulumi.ComponentResource):
         self.proxmox_template = primary.template
         per_node = {plan.build_spec.node: primary, **replicas} if replicas else {}
         node_outputs = pulumi.Output.all(
-            *(pulumi.Output.all(node, copy.template.vm_id, copy.template.name) for node, copy in per_node.items())
+            *(
+                pulumi.Output.all(node, copy.template.vm_id, copy.template.name, copy.build.result)
+                for node, copy in per_node.items()
+            )
         )
 
         def entry(values: list[Any]) -> dict[str, Any]:
             vm_id, node, template_name, result, copies = values
-            nodes = {copy_node: (copy_vm_id, copy_name) for copy_node, copy_vm_id, copy_name in copies}
-            return template_output(plan, vm_id, node, template_name, result, shared=args.shared_storage, nodes=nodes)
+            nodes = {
+                copy_node: NodeCopy(copy_vm_id, copy_name, copy_result)
+                for copy_node, copy_vm_id, copy_name, copy_result in copies
+            }
+            return template_output(
+                plan,
+                vm_id,
+                node,
+                template_name,
+                result,
+                shared=args.shared_storage,
+                nodes=nodes,
+                lock_versions=args.lock_versions,
+            )
 
         self.template = pulumi.Output.all(
             primary.template.vm_id, primary.template.node, primary.template.name, primary.build.result, node_outputs
@@ -97,23 +115,36 @@ class GoldenImage(pulumi.ComponentResource):
         return _NodeTemplate(build, template)
 
 
+@dataclass(frozen=True)
+class NodeCopy:
+    """The image's template on one node of ``replicaNodes`` (the build node included)."""
+
+    vm_id: int
+    name: str
+    result: Mapping[str, Any]
+
+
 def template_output(
     plan: ImagePlan,
     vm_id: int,
     node: str,
     name: str,
-    result: dict[str, Any],
+    result: Mapping[str, Any],
     shared: bool = False,
-    nodes: Mapping[str, tuple[int, str]] | None = None,
+    nodes: Mapping[str, NodeCopy] | None = None,
+    lock_versions: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One entry of the ``templates`` stack output (docs/outputs-contract.md)."""
     hardware = plan.image.hardware
     storage = plan.build_spec.vm_storage
+    lock = lock_versions or {}
+    content = content_fingerprint(plan.fingerprint_parts)
     entry: dict[str, Any] = {
         "vmId": vm_id,
         "node": node,
         "name": name,
         "version": plan.image.version,
+        "formerVersions": former_versions(lock, plan.image.version, content),
         "fingerprint": plan.fingerprint,
         "storage": storage,
         "shared": shared,
@@ -124,11 +155,28 @@ def template_output(
         "cloudInit": True,
         "k3sVersion": plan.image.k3s.version,
         "builtAt": result.get("builtAt"),
-        "retained": list(result.get("retained", [])),
+        "retained": _retained(result, node, lock),
     }
     if nodes:
         entry["nodes"] = {
-            node_name: {"vmId": node_vm_id, "name": node_template, "storage": storage}
-            for node_name, (node_vm_id, node_template) in nodes.items()
+            node_name: {
+                "vmId": copy.vm_id,
+                "name": copy.name,
+                "storage": storage,
+                "builtAt": copy.result.get("builtAt"),
+                "retained": _retained(copy.result, node_name, lock),
+            }
+            for node_name, copy in nodes.items()
         }
     return entry
+
+
+def _retained(result: Mapping[str, Any], node: str, lock: Mapping[str, str]) -> list[dict[str, Any]]:
+    """A build's retained templates, each with its node and the version labels it carried before."""
+    retained = []
+    for old in result.get("retained") or []:
+        # Results written before retained entries carried a node kept that build's own node's templates only.
+        entry = {**old, "node": old.get("node") or node}
+        entry["formerVersions"] = former_versions(lock, old.get("version"))
+        retained.append(entry)
+    return retained

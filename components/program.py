@@ -33,6 +33,8 @@ class ProgramSettings:
     config: StackConfig
     api_token: pulumi.Output[str]
     plans: list[ImagePlan]
+    lock: dict[str, dict[str, str]]
+    """The version lock: image -> {version: content fingerprint}."""
 
 
 def _decoded(value: Any) -> Any:
@@ -65,8 +67,7 @@ def _api_token() -> pulumi.Output[str]:
     return provider_config.require_secret("apiToken")
 
 
-def _version_guard(config: StackConfig, plans: list[ImagePlan]) -> None:
-    lock = read_lock(lock_path(stack_file_path(pulumi.get_stack(), PROJECT_DIR)))
+def _version_guard(config: StackConfig, plans: list[ImagePlan], lock: dict[str, dict[str, str]]) -> None:
     findings = [
         finding
         for plan in plans
@@ -90,11 +91,12 @@ def load_program_settings(now: datetime | None = None) -> ProgramSettings:
         config = load_config(runtime_config_raw())
         api_token = _api_token()
         plans = plan_stack(config, now or datetime.now(UTC))
-        _version_guard(config, plans)
+        lock = read_lock(lock_path(stack_file_path(pulumi.get_stack(), PROJECT_DIR)))
+        _version_guard(config, plans, lock)
     except ConfigError as error:
         raise pulumi.RunError("invalid stack configuration:\n  " + "\n  ".join(error.problems)) from None
     except KickstartInvalid as error:
         raise pulumi.RunError(str(error)) from None
     if config.insecure:
         pulumi.log.warn(f"{PROVIDER}:insecure is true: the Proxmox TLS certificate is not verified")
-    return ProgramSettings(config=config, api_token=api_token, plans=plans)
+    return ProgramSettings(config=config, api_token=api_token, plans=plans, lock=lock)

@@ -13,6 +13,7 @@ from homelab_images_consumer.contract import (
     UnsupportedSchemaError,
     VersionNotFoundError,
     select_template,
+    template_with_vm_id,
 )
 from homelab_images_consumer.first_boot import (
     K3S_CONFIG_PATH,
@@ -22,7 +23,7 @@ from homelab_images_consumer.first_boot import (
     k3s_user_data,
     render_k3s_user_data,
 )
-from homelab_images_consumer.stack import resolve_template
+from homelab_images_consumer.stack import resolve_template, resolve_template_by_vm_id
 
 __all__ = [
     "K3S_CONFIG_PATH",
@@ -39,5 +40,7 @@ __all__ = [
     "k3s_user_data",
     "render_k3s_user_data",
     "resolve_template",
+    "resolve_template_by_vm_id",
     "select_template",
+    "template_with_vm_id",
 ]

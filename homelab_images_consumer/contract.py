@@ -6,15 +6,17 @@ adds keys, so everything here ignores keys it does not know.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 
-# A retained (older) template lives where the current one does and has the same
-# hardware unless its entry says otherwise.
-_INHERITED_BY_RETAINED = ("node", "storage", "shared", "firmware", "machine", "diskBus", "cloudInit")
+# A retained template or a per-node copy has the hardware of the current
+# template unless its own entry says otherwise.
+_INHERITED = ("node", "storage", "shared", "firmware", "machine", "diskBus", "scsiController", "cloudInit")
+# Builds before the key existed used this controller (docs/outputs-contract.md).
+_DEFAULT_SCSI_CONTROLLER = "virtio-scsi-single"
 
 
 class TemplateResolutionError(Exception):
@@ -30,7 +32,7 @@ class ImageNotFoundError(TemplateResolutionError):
 
 
 class VersionNotFoundError(TemplateResolutionError):
-    """The image exists, but neither its current nor a retained template has that version."""
+    """The image exists, but no template of it has (or had) that version."""
 
 
 class NodeNotAvailableError(TemplateResolutionError):
@@ -56,6 +58,23 @@ class TemplateRef:
     machine: str
     disk_bus: str
     cloud_init: bool
+    scsi_controller: str = _DEFAULT_SCSI_CONTROLLER
+    # Earlier version labels of the same content: a pin on one of them resolves here.
+    former_versions: tuple[str, ...] = ()
+    built_at: str | None = None
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    entry: Mapping[str, Any]
+    current: bool
+
+    @property
+    def node(self) -> str:
+        return str(self.entry.get("node"))
+
+    def has_version(self, version: str) -> bool:
+        return self.entry.get("version") == version or version in (self.entry.get("formerVersions") or [])
 
 
 def select_template(
@@ -67,16 +86,56 @@ def select_template(
 ) -> TemplateRef:
     """The template of ``image`` in an images stack's ``outputs`` (its ``schemaVersion`` and ``templates``).
 
-    ``version`` pins a version: the current template if it has it, else the newest
-    retained one that does. ``node`` is where the clone will run.
+    ``version`` pins a version: the newest build on ``node`` that has or had that
+    version label, else the current template. ``node`` is where the clone will run.
     """
+    current = _image(outputs, image, stack_name)
+    candidates = list(_candidates(current))
+    if version is None:
+        matching = [c for c in candidates if c.current]
+    else:
+        matching = [c for c in candidates if c.has_version(version)]
+        if not matching:
+            raise VersionNotFoundError(
+                f"{stack_name}: image {image!r} has no template of version {version!r}; "
+                f"versions available: {_listing(candidates)}"
+            )
+    home = str(current.get("node"))
+    wanted = node or home
+    on_node = [c for c in matching if c.node == wanted]
+    if not on_node and current.get("shared") is True:
+        on_node = matching  # shared storage: clone from wherever the template is
+    if not on_node:
+        what = f"version {version!r}" if version else "the current template"
+        raise NodeNotAvailableError(
+            f"{stack_name}: {what} of image {image!r} is on node(s) "
+            f"{', '.join(sorted({c.node for c in matching}))} and its storage {current.get('storage')!r} is not "
+            f"shared, so it cannot be cloned on node {wanted!r}; templates on {wanted}: "
+            f"{_listing([c for c in candidates if c.node == wanted]) or 'none'}"
+        )
+    # The same content can be built more than once (rebuildEvery, a renamed version): the newest build wins.
+    chosen = max(on_node, key=lambda c: (str(c.entry.get("builtAt") or ""), c.current, c.node == home))
+    return _ref(chosen.entry, image, stack_name)
+
+
+def template_with_vm_id(
+    outputs: Mapping[str, Any], image: str, vm_id: int, stack_name: str = "the images stack"
+) -> TemplateRef | None:
+    """The template of ``image`` with VM ID ``vm_id`` (current, per-node or retained); None once it is gone."""
+    current = _image(outputs, image, stack_name)
+    for candidate in _candidates(current):
+        if _vm_id(candidate.entry) == vm_id:
+            return _ref(candidate.entry, image, stack_name)
+    return None
+
+
+def _image(outputs: Mapping[str, Any], image: str, stack_name: str) -> Mapping[str, Any]:
     templates = _templates(outputs, stack_name)
     current = templates.get(image)
     if not isinstance(current, Mapping):
         known = ", ".join(sorted(templates)) or "none"
         raise ImageNotFoundError(f"{stack_name} exports no image {image!r}; images it exports: {known}")
-    entry = _with_version(current, image, version, stack_name)
-    return _on_node(entry, image, node, stack_name)
+    return current
 
 
 def _templates(outputs: Mapping[str, Any], stack_name: str) -> Mapping[str, Any]:
@@ -100,45 +159,72 @@ def _templates(outputs: Mapping[str, Any], stack_name: str) -> Mapping[str, Any]
     return templates
 
 
-def _with_version(current: Mapping[str, Any], image: str, version: str | None, stack_name: str) -> Mapping[str, Any]:
-    if version is None or current.get("version") == version:
-        return current
-    retained = [entry for entry in current.get("retained") or [] if isinstance(entry, Mapping)]
-    matching = [entry for entry in retained if entry.get("version") == version]
-    if not matching:
-        available = [str(current.get("version"))] + [f"{entry.get('version')} (retained)" for entry in retained]
-        raise VersionNotFoundError(
-            f"{stack_name}: image {image!r} has no template of version {version!r}; "
-            f"versions available: {', '.join(available)}"
-        )
-    # The same version can be rebuilt (a periodic rebuild): take the newest build.
-    newest = sorted(matching, key=lambda entry: str(entry.get("builtAt") or ""), reverse=True)[0]
-    inherited = {key: current[key] for key in _INHERITED_BY_RETAINED if key in current}
-    return {**inherited, **newest}
+def _candidates(current: Mapping[str, Any]) -> Iterator[_Candidate]:
+    """Every template of the image the outputs describe, each with its node and hardware filled in."""
+    inherited = {key: current[key] for key in _INHERITED if key in current}
+    seen: set[tuple[str, Any]] = set()
+
+    def fresh(entry: Mapping[str, Any]) -> bool:
+        key = (str(entry.get("node")), entry.get("vmId"))
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
+    def retained_of(holder: Mapping[str, Any]) -> Iterator[_Candidate]:
+        for old in holder.get("retained") or []:
+            if isinstance(old, Mapping):
+                # Entries written before retained templates carried a node are on the holder's node.
+                entry = {**inherited, "node": holder.get("node"), **_identity(old)}
+                if fresh(entry):
+                    yield _Candidate(entry, current=False)
+
+    if fresh(current):
+        yield _Candidate(current, current=True)
+    copies = current.get("nodes")
+    copies = copies if isinstance(copies, Mapping) else {}
+    for copy_node, copy in copies.items():
+        if isinstance(copy, Mapping):
+            entry = {**current, **_identity(copy), "node": copy_node}
+            entry.pop("retained", None)
+            if fresh(entry):
+                yield _Candidate(entry, current=True)
+    yield from retained_of(current)
+    for copy_node, copy in copies.items():
+        if isinstance(copy, Mapping):
+            yield from retained_of({**copy, "node": copy_node})
 
 
-def _on_node(entry: Mapping[str, Any], image: str, node: str | None, stack_name: str) -> TemplateRef:
-    home = _text(entry, "node", image, stack_name)
-    if node is None or node == home:
-        return _ref(entry, image, stack_name)
-    copies = entry.get("nodes")
-    if isinstance(copies, Mapping) and isinstance(copies.get(node), Mapping):
-        return _ref({**entry, **copies[node], "node": node}, image, stack_name)
-    if entry.get("shared") is True:
-        return _ref(entry, image, stack_name)
-    elsewhere = sorted([home, *copies]) if isinstance(copies, Mapping) else [home]
-    raise NodeNotAvailableError(
-        f"{stack_name}: template {entry.get('name')!r} of image {image!r} is on node(s) {', '.join(elsewhere)} "
-        f"and its storage {entry.get('storage')!r} is not shared, so it cannot be cloned on node {node!r}"
-    )
+def _identity(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """An entry's own keys, without None values that would hide the inherited ones."""
+    return {key: value for key, value in entry.items() if value is not None or key in ("fingerprint", "builtAt")}
 
 
-def _ref(entry: Mapping[str, Any], image: str, stack_name: str) -> TemplateRef:
+def _listing(candidates: list[_Candidate]) -> str:
+    def label(candidate: _Candidate) -> str:
+        entry = candidate.entry
+        former = entry.get("formerVersions") or []
+        also = f", formerly {', '.join(former)}" if former else ""
+        kind = "" if candidate.current else "retained, "
+        return f"{entry.get('version')} ({kind}{candidate.node}{also})"
+
+    return ", ".join(label(c) for c in candidates)
+
+
+def _vm_id(entry: Mapping[str, Any]) -> int | None:
     vm_id = entry.get("vmId")
     if isinstance(vm_id, float) and vm_id.is_integer():
         vm_id = int(vm_id)
     if not isinstance(vm_id, int) or isinstance(vm_id, bool):
+        return None
+    return vm_id
+
+
+def _ref(entry: Mapping[str, Any], image: str, stack_name: str) -> TemplateRef:
+    vm_id = _vm_id(entry)
+    if vm_id is None:
         raise TemplateResolutionError(f"{stack_name}: template of image {image!r} has no integer 'vmId'")
+    former = entry.get("formerVersions")
     return TemplateRef(
         vm_id=vm_id,
         node=_text(entry, "node", image, stack_name),
@@ -150,6 +236,9 @@ def _ref(entry: Mapping[str, Any], image: str, stack_name: str) -> TemplateRef:
         machine=_text(entry, "machine", image, stack_name),
         disk_bus=_text(entry, "diskBus", image, stack_name),
         cloud_init=entry.get("cloudInit") is True,
+        scsi_controller=str(entry.get("scsiController") or _DEFAULT_SCSI_CONTROLLER),
+        former_versions=tuple(str(v) for v in former) if isinstance(former, list) else (),
+        built_at=entry.get("builtAt") if isinstance(entry.get("builtAt"), str) else None,
     )
 
 

@@ -20,7 +20,11 @@ Role = Literal["server", "agent"]
 K3S_CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
 UNITS: Mapping[str, str] = {"server": "k3s.service", "agent": "k3s-agent.service"}
 # Set from the arguments; extra_config may not override them.
-RESERVED_KEYS = frozenset({"token", "server", "node-name", "cluster-init"})
+RESERVED_KEYS = frozenset({"token", "agent-token", "server", "node-name", "cluster-init"})
+# k3s' secure token: K10<sha256 of the cluster CA>::<user>:<password> (https://docs.k3s.io/cli/token).
+_SECURE_TOKEN = re.compile(r"^K10[0-9a-f]{64}::[^:\s]+:\S+$")
+# A short token is a password: long enough that guessing it is hopeless (`openssl rand -hex 32` gives 64).
+MIN_SHORT_TOKEN_LENGTH = 32
 
 # Kubernetes node names and Linux hostnames: one lowercase DNS label.
 _DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -43,23 +47,28 @@ def k3s_user_data(
     cluster_init: bool = False,
     extra_config: Mapping[str, Any] | None = None,
     domain: str | None = None,
+    agent_token: pulumi.Input[str] | None = None,
 ) -> pulumi.Output[str]:
     """The ``#cloud-config`` user data of one k3s node, as a secret (it carries the token).
 
-    ``server_url`` (``https://host:6443``) is required for agents and for servers
-    joining an existing cluster; ``cluster_init`` marks the first server of an
-    embedded-etcd cluster. ``extra_config`` adds keys to k3s' config.yaml.
+    ``token`` is what the node starts with: the server token on servers, the
+    agent token on agents (k3s treats the server token as cluster-admin, so an
+    agent never gets it). ``agent_token`` (servers only) sets the cluster's agent
+    token. ``server_url`` (``https://host:6443``) is required for agents and for
+    servers joining an existing cluster; ``cluster_init`` marks the first server
+    of an embedded-etcd cluster. ``extra_config`` adds keys to k3s' config.yaml.
     Invalid arguments raise ``UserDataError`` at once, before any resource exists.
     """
-    _check_arguments(role, hostname, ssh_authorized_keys, server_url, cluster_init, extra_config, domain)
+    _check_arguments(role, hostname, ssh_authorized_keys, server_url, cluster_init, extra_config, domain, agent_token)
 
     def render(values: list[Any]) -> str:
-        secret, url = values
+        secret, url, agent_secret = values
         return render_k3s_user_data(
-            role, hostname, ssh_authorized_keys, secret, url, cluster_init, extra_config, domain
+            role, hostname, ssh_authorized_keys, secret, url, cluster_init, extra_config, domain, agent_secret
         )
 
-    return pulumi.Output.all(pulumi.Output.secret(token), server_url).apply(render)
+    agent_secret = pulumi.Output.secret(agent_token) if agent_token is not None else None
+    return pulumi.Output.all(pulumi.Output.secret(token), server_url, agent_secret).apply(render)
 
 
 def render_k3s_user_data(
@@ -71,12 +80,17 @@ def render_k3s_user_data(
     cluster_init: bool = False,
     extra_config: Mapping[str, Any] | None = None,
     domain: str | None = None,
+    agent_token: str | None = None,
 ) -> str:
     """Plain-text form of ``k3s_user_data``, for tests and hand inspection."""
-    _check_arguments(role, hostname, ssh_authorized_keys, server_url, cluster_init, extra_config, domain)
-    if not isinstance(token, str) or not token.strip():
-        raise UserDataError("the k3s token is empty")
+    _check_arguments(role, hostname, ssh_authorized_keys, server_url, cluster_init, extra_config, domain, agent_token)
+    _check_token(hostname, "token", token)
     k3s_config: dict[str, Any] = {"token": token}
+    if agent_token is not None:
+        _check_token(hostname, "agent_token", agent_token)
+        if agent_token == token:
+            raise UserDataError(f"{hostname}: agent_token equals token: agents would hold the server token")
+        k3s_config["agent-token"] = agent_token
     if server_url is not None:
         k3s_config["server"] = server_url
     if cluster_init:
@@ -109,6 +123,7 @@ def _check_arguments(
     cluster_init: bool,
     extra_config: Mapping[str, Any] | None,
     domain: str | None,
+    agent_token: object = None,
 ) -> None:
     if role not in UNITS:
         raise UserDataError(f"role must be 'server' or 'agent', got {role!r}")
@@ -131,10 +146,28 @@ def _check_arguments(
         _check_server_url(hostname, server_url)
     elif server_url is not None and not isinstance(server_url, pulumi.Output):
         raise UserDataError(f"{hostname}: server_url must be a string, got {type(server_url).__name__}")
+    if role == "agent" and agent_token is not None:
+        raise UserDataError(f"{hostname}: agent_token is for servers; an agent joins with the agent token as token")
     clashes = RESERVED_KEYS & set(extra_config or {})
     if clashes:
         raise UserDataError(
             f"{hostname}: extra_config may not set {', '.join(sorted(clashes))}: use the arguments of k3s_user_data"
+        )
+
+
+def _check_token(hostname: str, name: str, token: object) -> None:
+    if not isinstance(token, str) or not token.strip():
+        raise UserDataError(f"{hostname}: the k3s {name} is empty")
+    if token.startswith("K10"):
+        if not _SECURE_TOKEN.fullmatch(token):
+            raise UserDataError(
+                f"{hostname}: the k3s {name} starts with K10 but is not a secure token "
+                "(K10<64 hex digits of the CA hash>::<user>:<password>)"
+            )
+    elif len(token) < MIN_SHORT_TOKEN_LENGTH or any(c.isspace() for c in token):
+        raise UserDataError(
+            f"{hostname}: the k3s {name} is too short: use at least {MIN_SHORT_TOKEN_LENGTH} characters "
+            "without spaces, e.g. `openssl rand -hex 32`"
         )
 
 

@@ -1,12 +1,15 @@
-"""Resolve a template from a ``pulumi.StackReference`` to the images stack."""
+"""Resolve templates from a ``pulumi.StackReference`` to the images stack."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import pulumi
 
-from homelab_images_consumer.contract import TemplateRef, select_template
+from homelab_images_consumer.contract import TemplateRef, select_template, template_with_vm_id
+
+T = TypeVar("T")
 
 
 def resolve_template(
@@ -20,13 +23,32 @@ def resolve_template(
     Raises a ``TemplateResolutionError`` subclass when the stack's outputs hold
     no such template; the message names what the stack does export.
     """
+    return _with_outputs(stack, lambda outputs, name: select_template(outputs, image, version, node, name))
 
-    def select(values: list[Any]) -> TemplateRef:
+
+def resolve_template_by_vm_id(
+    stack: pulumi.StackReference, image: str, vm_id: pulumi.Input[int | None]
+) -> pulumi.Output[TemplateRef | None]:
+    """The template of ``image`` with VM ID ``vm_id``, e.g. the one a VM was cloned from; None once retired."""
+
+    def find(outputs: Mapping[str, Any], name: str, wanted: int | None) -> TemplateRef | None:
+        return None if wanted is None else template_with_vm_id(outputs, image, wanted, name)
+
+    return pulumi.Output.all(_outputs(stack), vm_id).apply(lambda values: find(values[0][0], values[0][1], values[1]))
+
+
+def _with_outputs(stack: pulumi.StackReference, pick: Callable[[Mapping[str, Any], str], T]) -> pulumi.Output[T]:
+    return _outputs(stack).apply(lambda values: pick(values[0], values[1]))
+
+
+def _outputs(stack: pulumi.StackReference) -> pulumi.Output[tuple[dict[str, Any], str]]:
+    def collect(values: list[Any]) -> tuple[dict[str, Any], str]:
         name, schema_version, templates = values
         outputs = {"schemaVersion": schema_version, "templates": templates}
-        present = {key: value for key, value in outputs.items() if value is not None}
-        return select_template(present, image, version, node, stack_name=f"stack {name!r}")
+        return {key: value for key, value in outputs.items() if value is not None}, f"stack {name!r}"
 
     # Two named outputs rather than ``stack.outputs``: a secret anywhere in the
     # images stack would otherwise make every VM ID here a secret too.
-    return pulumi.Output.all(stack.name, stack.get_output("schemaVersion"), stack.get_output("templates")).apply(select)
+    return pulumi.Output.all(stack.name, stack.get_output("schemaVersion"), stack.get_output("templates")).apply(
+        collect
+    )

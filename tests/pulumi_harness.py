@@ -78,6 +78,9 @@ class Registration:
     dependencies: list[str]
     replace_on_changes: list[str]
     additional_secret_outputs: list[str]
+    delete_before_replace: bool = False
+    ignore_changes: list[str] = field(default_factory=list)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
 
 
 def default_build_result(inputs: Mapping[str, Any], vm_id: int) -> dict[str, Any]:
@@ -169,6 +172,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     dependencies=list(request.dependencies),
                     replace_on_changes=list(request.replaceOnChanges),
                     additional_secret_outputs=list(request.additionalSecretOutputs),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
+                    ignore_changes=list(request.ignoreChanges),
+                    property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
                 )
             )
         return response

@@ -129,3 +129,23 @@ def updated_lock(
             raise ValueError(str(finding))
         result.setdefault(image, {})[version] = content
     return result
+
+
+def former_versions(versions: Mapping[str, str], version: str | None, content: str | None = None) -> list[str]:
+    """Versions below ``version`` recorded in the lock with the same content, oldest first.
+
+    A version bump without a content change renames the template instead of
+    rebuilding it (runner ``update``): these are the labels it carried before.
+    ``content`` defaults to what the lock records for ``version``.
+    """
+    if version is None or SEMVER.fullmatch(version) is None:
+        return []
+    content = content or versions.get(version)
+    if content is None:
+        return []
+    earlier = [
+        other
+        for other, recorded in versions.items()
+        if recorded == content and SEMVER.fullmatch(other) and semver_key(other) < semver_key(version)
+    ]
+    return sorted(earlier, key=semver_key)

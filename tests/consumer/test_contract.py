@@ -34,6 +34,9 @@ def test_current_template_maps_every_field() -> None:
         machine="q35",
         disk_bus="scsi",
         cloud_init=True,
+        scsi_controller="virtio-scsi-single",
+        former_versions=(),
+        built_at="2026-11-25T10:00:00Z",
     )
 
 
@@ -60,7 +63,7 @@ def test_missing_image_names_the_images_that_exist() -> None:
 
 
 def test_missing_version_lists_the_versions_that_exist() -> None:
-    with pytest.raises(VersionNotFoundError, match=r"'2\.0\.0'.*1\.0\.0, 0\.9\.0 \(retained\)") as error:
+    with pytest.raises(VersionNotFoundError, match=r"'2\.0\.0'.*1\.0\.0 \(pve1\), 0\.9\.0 \(retained, pve1\)") as error:
         select_template(images_outputs(), IMAGE, version="2.0.0")
     assert IMAGE in str(error.value)
 

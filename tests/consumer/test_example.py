@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pulumi
 import pytest
 
 from tests.consumer.harness import (
+    EXAMPLE,
     GUEST_ADDRESS,
     IMAGE,
+    K3S_AGENT_TOKEN,
     K3S_TOKEN,
     SNIPPET,
     VM,
@@ -64,8 +67,27 @@ def test_each_vm_boots_from_its_own_snippet(run: ClusterRun) -> None:
     for vm in run.of_type(VM):
         snippet = run.named(f"{vm.name}-user-data")
         assert snippet.inputs["contentType"] == "snippets"
-        assert (snippet.inputs["datastoreId"], snippet.inputs["nodeName"]) == ("local", vm.inputs["nodeName"])
-        assert vm.inputs["initialization"]["userDataFileId"] == f"local:snippets/{vm.name}-user-data.yaml"
+        assert (snippet.inputs["datastoreId"], snippet.inputs["nodeName"]) == ("snippets", vm.inputs["nodeName"])
+        assert vm.inputs["initialization"]["userDataFileId"] == f"snippets:snippets/{vm.name}-user-data.yaml"
+
+
+def test_snippets_are_root_only_and_replaced_delete_first(run: ClusterRun) -> None:
+    for snippet in run.of_type(SNIPPET):
+        assert snippet.inputs["fileMode"] == "0600", "the snippet carries the k3s token"
+        # One fixed file name per VM: created-before-deleted, the old resource's delete removes the new file.
+        assert snippet.delete_before_replace, snippet.name
+
+
+def test_a_new_snippet_does_not_replace_its_vm(run: ClusterRun) -> None:
+    """user_data_file_id is ForceNew; the engine replaces a dependent of a delete-before-replace
+    resource when one of its inputs has a property dependency on it (pulumi v3.259.0,
+    step_generator.go, calculateDependentReplacements). A depends_on edge alone does not."""
+    for vm in run.of_type(VM):
+        snippet_urns = [dep for dep in vm.dependencies if dep.endswith(f"::{vm.name}-user-data")]
+        assert snippet_urns, "the VM must wait for its snippet's upload"
+        for key, dependencies in vm.property_dependencies.items():
+            assert not set(dependencies) & set(snippet_urns), f"{vm.name}.{key} depends on the snippet's outputs"
+        assert vm.delete_before_replace, "a replacement reuses VM ID, hostname and address"
 
 
 def test_user_data_makes_one_initialising_server_and_joining_agents(run: ClusterRun) -> None:
@@ -79,7 +101,9 @@ def test_user_data_makes_one_initialising_server_and_joining_agents(run: Cluster
         document = user_data(run, agent)
         agent_config = k3s_config(document)
         assert agent_config["server"] == "https://192.168.1.50:6443"
-        assert agent_config["token"] == server_config["token"] == K3S_TOKEN
+        assert agent_config["token"] == server_config["agent-token"] == K3S_AGENT_TOKEN
+        assert server_config["token"] == K3S_TOKEN
+        assert K3S_TOKEN not in str(document), "the server token is cluster-admin: never on an agent"
         assert "cluster-init" not in agent_config and "tls-san" not in agent_config
         assert document["runcmd"] == ["systemctl enable --now k3s-agent.service"]
         assert document["hostname"] == agent_config["node-name"] == agent
@@ -96,18 +120,23 @@ def test_server_gets_the_static_address_the_agents_join(run: ClusterRun) -> None
 def test_k3s_token_is_secret_on_the_wire(run: ClusterRun) -> None:
     for registration in run.registrations:
         for text in plain_strings(registration.raw_inputs):
-            assert K3S_TOKEN not in text, f"k3s token in plain text in {registration.type} {registration.name}"
+            for token in (K3S_TOKEN, K3S_AGENT_TOKEN):
+                assert token not in text, f"k3s token in plain text in {registration.type} {registration.name}"
     for snippet in run.of_type(SNIPPET):
         data = snippet.raw_inputs["sourceRaw"]["data"]
-        assert data[SECRET_SIG] == SECRET_MARKER and K3S_TOKEN in data["value"]
+        assert data[SECRET_SIG] == SECRET_MARKER and K3S_AGENT_TOKEN in data["value"]
         assert "sourceRaw" in snippet.additional_secret_outputs
-    assert K3S_TOKEN not in repr(run.outputs)
+    assert K3S_TOKEN not in repr(run.outputs) and K3S_AGENT_TOKEN not in repr(run.outputs)
 
 
-def test_exports_names_and_vm_ids(run: ClusterRun) -> None:
-    assert run.outputs["server"] == {"name": "k3s-server", "vmId": 300}
-    assert run.outputs["agents"] == [{"name": "k3s-agent-1", "vmId": 301}, {"name": "k3s-agent-2", "vmId": 302}]
-    assert run.outputs["template"] == {"name": f"{IMAGE}-v1.0.0", "version": "1.0.0", "vmId": 9007}
+def test_exports_each_vm_and_the_template_it_was_cloned_from(run: ClusterRun) -> None:
+    template = {"name": f"{IMAGE}-v1.0.0", "version": "1.0.0", "vmId": 9007, "node": "pve1"}
+    assert run.outputs["template"] == template
+    assert run.outputs["server"] == {"name": "k3s-server", "vmId": 300, "clonedFrom": template, "pendingTemplate": None}
+    assert [(a["name"], a["vmId"], a["clonedFrom"]) for a in run.outputs["agents"]] == [
+        ("k3s-agent-1", 301, template),
+        ("k3s-agent-2", 302, template),
+    ]
 
 
 def test_pinning_a_retained_version_clones_that_template() -> None:
@@ -117,8 +146,11 @@ def test_pinning_a_retained_version_clones_that_template() -> None:
 
 def test_dhcp_server_is_joined_at_the_address_its_guest_agent_reports() -> None:
     run = run_cluster(config=config(serverIp=None, gateway=None, agentCount="1", vmIdStart=None))
-    (ip_config,) = run.named("k3s-server").inputs["initialization"]["ipConfigs"]
+    server = run.named("k3s-server").inputs
+    (ip_config,) = server["initialization"]["ipConfigs"]
     assert ip_config["ipv4"] == {"address": "dhcp"}
+    # Otherwise the provider returns at the first IPv6 address on a dual-stack network.
+    assert server["agent"]["waitForIp"] == {"ipv4": True}
     assert k3s_config(user_data(run, "k3s-agent-1"))["server"] == f"https://{GUEST_ADDRESS}:6443"
 
 
@@ -157,3 +189,28 @@ def test_unresolvable_template_fails_with_a_clear_error(
 def test_static_server_address_needs_a_gateway() -> None:
     with pytest.raises(pulumi.RunError, match="k3s-cluster:gateway is required with serverIp"):
         run_cluster(config=config(gateway=None))
+
+
+def _readme_token_privileges() -> dict[str, set[str]]:
+    """ACL path -> privileges the example README's pveum commands give the token."""
+    text = (EXAMPLE / "README.md").read_text(encoding="utf-8")
+    roles = {name: set(privs.split()) for name, privs in re.findall(r'pveum role add (\w+) --privs "([^"]+)"', text)}
+    granted: dict[str, set[str]] = {}
+    for path, role in re.findall(r"pveum acl modify (\S+)\s+\$who --roles (\w+)", text):
+        granted.setdefault(path, set()).update(roles.get(role, {role}))
+    return granted
+
+
+def test_readme_role_lets_a_fresh_up_upload_snippets_and_nothing_more() -> None:
+    """The provider reads the storage (GET /storage/{id}: Datastore.Allocate, pve-storage
+    src/PVE/API2/Storage/Config.pm), lists and deletes snippet volumes (check_volume_access:
+    Datastore.Allocate for snippets, src/PVE/Storage.pm) and lists content (Datastore.Audit
+    or AllocateSpace, src/PVE/API2/Storage/Content.pm); pve-storage commit 0c56bad8."""
+    granted = _readme_token_privileges()
+    storage = example_config()["k3s-cluster:snippetStorage"]
+    assert {"Datastore.Allocate", "Datastore.AllocateSpace", "Datastore.Audit"} <= granted[f"/storage/{storage}"]
+    allocate_elsewhere = [
+        path for path, privs in granted.items() if "Datastore.Allocate" in privs and path != f"/storage/{storage}"
+    ]
+    assert allocate_elsewhere == [], "Datastore.Allocate can delete any volume: snippets storage only"
+    assert "Datastore.AllocateSpace" in granted["/storage/local-lvm"], "clones and cloud-init drives"

@@ -13,7 +13,9 @@ from tests.consumer.harness import k3s_config
 from tests.pulumi_harness import ROOT
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKhtN9bqtYxq6bGr3pH3h0h9nK3nU0jL1K6m2Yp4d8Qe ops@laptop"
-TOKEN = "K10abc::server:s3cr#t: 'quoted' \"x\""
+# Characters YAML must quote: the token has to survive the round trip unchanged.
+TOKEN = "K10" + "c3e1" * 16 + "::server:s3cr#t:'quoted'\"x\"&*!"
+AGENT_TOKEN = "agent-" + "9f2b7d41" * 5
 SERVER = "https://192.168.1.50:6443"
 
 
@@ -45,6 +47,13 @@ def test_joining_server_has_a_server_url_and_no_cluster_init() -> None:
     assert document["runcmd"] == ["systemctl enable --now k3s.service"]
 
 
+def test_servers_set_the_agent_token_that_agents_join_with() -> None:
+    server = k3s_config(parsed(role="server", hostname="k3s-server", cluster_init=True, agent_token=AGENT_TOKEN))
+    assert (server["token"], server["agent-token"]) == (TOKEN, AGENT_TOKEN)
+    agent = k3s_config(parsed(role="agent", hostname="k3s-agent-1", server_url=SERVER, token=AGENT_TOKEN))
+    assert agent["token"] == AGENT_TOKEN and "agent-token" not in agent
+
+
 def test_extra_config_is_added_but_cannot_replace_the_contract_keys() -> None:
     document = parsed(role="server", hostname="k3s-server", extra_config={"tls-san": ["k3s.home.arpa"]})
     assert k3s_config(document)["tls-san"] == ["k3s.home.arpa"]
@@ -68,6 +77,14 @@ def test_extra_config_is_added_but_cannot_replace_the_contract_keys() -> None:
         ({"role": "agent", "hostname": "a", "server_url": SERVER, "cluster_init": True}, "only for the first server"),
         ({"role": "server", "hostname": "s", "server_url": SERVER, "cluster_init": True}, "only for the first server"),
         ({"role": "server", "hostname": "k3s", "token": " "}, "token is empty"),
+        ({"role": "server", "hostname": "k3s", "token": "hunter2"}, "token is too short"),
+        ({"role": "server", "hostname": "k3s", "token": "K10abc::server:x"}, "not a secure token"),
+        ({"role": "server", "hostname": "k3s", "agent_token": "short"}, "agent_token is too short"),
+        ({"role": "server", "hostname": "k3s", "agent_token": TOKEN}, "agent_token equals token"),
+        (
+            {"role": "agent", "hostname": "a", "server_url": SERVER, "agent_token": AGENT_TOKEN},
+            "agent_token is for servers",
+        ),
         ({"role": "server", "hostname": "k3s", "domain": "Home_Lab"}, "domain"),
     ],
 )
@@ -89,10 +106,18 @@ def test_documented_example_is_what_the_helper_writes() -> None:
     doc = (ROOT / "docs" / "first-boot.md").read_text(encoding="utf-8")
     server_example, agent_example = re.findall(r"```yaml\n(#cloud-config\n.*?)```", doc, re.DOTALL)
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKhtN9bqtYxq6bGr3pH3h0h9nK3nU0jL1K6m2Yp4d8Qe ops@laptop"
-    token = "K10c3e1...::server:9f2b7d41c0a8e6b5"
+    server_token, agent_token = "3b9d0c5e7a1f4d6b8c2e0a9f7d5b3c1e", "a8e6b5c3d1f9e7a2b4c6d8e0f1a3b5c7"
     assert server_example == render_k3s_user_data(
-        "server", "k3s-server", [key], token, None, True, {"tls-san": ["k3s.home.arpa"]}, "home.arpa"
+        "server",
+        "k3s-server",
+        [key],
+        server_token,
+        None,
+        True,
+        {"tls-san": ["k3s.home.arpa"]},
+        "home.arpa",
+        agent_token,
     )
     assert agent_example == render_k3s_user_data(
-        "agent", "k3s-agent-1", [key], token, "https://192.168.1.50:6443", domain="home.arpa"
+        "agent", "k3s-agent-1", [key], agent_token, "https://192.168.1.50:6443", domain="home.arpa"
     )

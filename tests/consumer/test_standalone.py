@@ -15,7 +15,7 @@ import sys
 import homelab_images_consumer as helper
 text = helper.render_k3s_user_data(
     "agent", "k3s-agent-1", ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKhtN9bqtYxq6bGr3pH3h0h9nK3nU0jL1K6m2Yp4d8Qe a@b"],
-    "token", "https://10.0.0.1:6443",
+    "agent-token-0123456789abcdef0123456789", "https://10.0.0.1:6443",
 )
 assert text.startswith("#cloud-config")
 ours = ("components", "homelab_images", "pydantic", "jinja2", "tests")

@@ -21,7 +21,8 @@ from tests.pulumi_harness import plain_strings, run_program
 from tests.runner.conftest import SECRET, TOKEN_ID, Runner
 
 PROXMOX_SENTINEL = "proxmox-sentinel-3b9f0c"
-K3S_SENTINEL = "k3s-sentinel-77e1a2"
+K3S_SENTINEL = "k3s-sentinel-77e1a2-server-token-0123456789"
+K3S_AGENT_SENTINEL = "k3s-sentinel-4b0c9d-agent-token-0123456789"
 KEY_ARMOUR = "PRIVATE KEY"
 OPENSSH_KEY_BODY = "b3BlbnNzaC1rZXktdjE"  # base64 of "openssh-key-v1"
 
@@ -59,13 +60,17 @@ def test_the_proxmox_token_never_appears_in_the_program_registrations_or_outputs
 
 def test_the_k3s_token_never_appears_in_the_example_consumer_outside_secrets() -> None:
     cluster = run_cluster(
-        secrets={"proxmoxve:apiToken": f"k3s@pve!cluster={PROXMOX_SENTINEL}", "k3s-cluster:k3sToken": K3S_SENTINEL}
+        secrets={
+            "proxmoxve:apiToken": f"k3s@pve!cluster={PROXMOX_SENTINEL}",
+            "k3s-cluster:k3sToken": K3S_SENTINEL,
+            "k3s-cluster:k3sAgentToken": K3S_AGENT_SENTINEL,
+        }
     )
     for registration in cluster.registrations:
-        for sentinel in (K3S_SENTINEL, PROXMOX_SENTINEL):
+        for sentinel in (K3S_SENTINEL, K3S_AGENT_SENTINEL, PROXMOX_SENTINEL):
             leaked = [text for text in plain_strings(registration.raw_inputs) if sentinel in text]
             assert not leaked, f"{registration.type} {registration.name} carries a token in plain text"
-    assert K3S_SENTINEL not in json.dumps(cluster.outputs)
+    assert K3S_SENTINEL not in json.dumps(cluster.outputs) and K3S_AGENT_SENTINEL not in json.dumps(cluster.outputs)
 
 
 def test_the_build_command_leaks_no_secret_anywhere(runner: Runner, pve: Any) -> None:
