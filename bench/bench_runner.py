@@ -39,9 +39,10 @@ from fakepve.certs import make_cert  # noqa: E402
 
 from homelab_images.contract.build_spec import BuildSpec  # noqa: E402
 from homelab_images.contract.commands import CREATE_COMMAND, DELETE_COMMAND  # noqa: E402
+from homelab_images.contract.packer_files import proxmox_source  # noqa: E402
 from homelab_images.core.plan import plan_stack  # noqa: E402
 from homelab_images.core.stackfile import load_stack_file  # noqa: E402
-from homelab_images.runner.preflight import REQUIRED_PRIVILEGES  # noqa: E402
+from tests.runner.conftest import grant_build_role  # noqa: E402
 
 TARGET_SECONDS = 5.0
 # A typical build of the shipped image (install, k3s, seal); start-up is compared against it.
@@ -70,16 +71,7 @@ class ServedFake:
 
 def prepare(pve: Any) -> None:
     pve.apitokens[TOKEN_ID] = SECRET
-    paths = {
-        "/": "/",
-        "/vms/<vmid>": "/vms",
-        "/storage/<vmStorage>": "/storage/local-lvm",
-        "/storage/<isoStorage>": "/storage/local",
-        "/sdn/zones/localnetwork/<bridge>": "/sdn/zones/localnetwork/vmbr0",
-        "/nodes/<node>": "/nodes/pve1",
-    }
-    for template, path in paths.items():
-        pve.grant(TOKEN_ID, path, *REQUIRED_PRIVILEGES[template])
+    grant_build_role(pve)
     pve.store_file("local", "AlmaLinux-9.7-x86_64-boot.iso", 64 * 1024**2)
 
 
@@ -87,7 +79,7 @@ def spec_for(base: BuildSpec, build: int, cafile: str) -> BuildSpec:
     version = f"1.{build}.0"
     name = f"{base.image}-v{version}"
     template = copy.deepcopy(base.packer_template)
-    source = next(iter(template["source"]["proxmox-iso"].values()))
+    source = proxmox_source(template)
     source["vm_name"] = source["template_name"] = name
     fingerprint = f"{build:064x}"
     return base.replace(
@@ -163,7 +155,6 @@ def main() -> int:
             "HOMELAB_IMAGES_STATE_DIR": str(root / "state"),
             "PROXMOX_VE_ENDPOINT": f"https://127.0.0.1:{fake.pve.port}/",
             "PROXMOX_VE_API_TOKEN": f"{TOKEN_ID}={SECRET}",
-            "PROXMOX_VE_INSECURE": "false",
         }
         base = plan_stack(load_stack_file(REPO / "tests" / "fixtures" / "Pulumi.homelab.yaml"), datetime.now(UTC))[
             0

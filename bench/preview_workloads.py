@@ -86,7 +86,6 @@ def run_baseline(path: Path) -> None:
         for name, inputs in recorded["commands"].items():
             image_name = name.removesuffix("-build-packer")
             image = Component("GoldenImage", image_name)
-            Component("KickstartFile", f"{image_name}-kickstart", pulumi.ResourceOptions(parent=image))
             build = Component("PackerBuild", f"{image_name}-build", pulumi.ResourceOptions(parent=image))
             cmd = command.local.Command(
                 name,

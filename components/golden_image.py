@@ -1,4 +1,7 @@
-"""GoldenImage: kickstart, build and template of one image, wired together.
+"""GoldenImage: the build and the template of one image, wired together.
+
+The kickstart is rendered and checked by the plan before any resource is
+declared (an invalid one stops the preview); it travels inside the build spec.
 
 Without shared storage a template can only be cloned on its own node, so the
 image may be built once per node (``replicaNodes``); every copy has the same
@@ -14,7 +17,6 @@ from typing import Any
 import pulumi
 
 from components.iso_file import IsoFile
-from components.kickstart_file import KickstartFile, KickstartFileArgs
 from components.packer_build import PackerBuild, PackerBuildArgs
 from components.proxmox_template import ProxmoxTemplate, ProxmoxTemplateArgs
 from homelab_images.core.packer_template import SCSI_CONTROLLER
@@ -31,7 +33,6 @@ class GoldenImageArgs:
     """The installer ISO on each node that builds the image."""
     endpoint: str
     api_token: pulumi.Output[str]
-    insecure: bool
     provider: pulumi.ProviderResource
     shared_storage: bool = False
     replica_nodes: list[str] = field(default_factory=list)
@@ -51,9 +52,6 @@ class GoldenImage(pulumi.ComponentResource):
     def __init__(self, name: str, args: GoldenImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("homelab:images:GoldenImage", name, None, opts)
         plan = args.plan
-        self.kickstart = KickstartFile(
-            f"{name}-kickstart", KickstartFileArgs(text=plan.kickstart), pulumi.ResourceOptions(parent=self)
-        )
         # The build node's resources keep their names when replicas are added or removed.
         primary = self._build_on(name, plan, args)
         replicas = {
@@ -95,10 +93,8 @@ class GoldenImage(pulumi.ComponentResource):
         node = plan.build_spec.node
         build = PackerBuild(
             f"{name}-build",
-            PackerBuildArgs(
-                spec=plan.build_spec, endpoint=args.endpoint, api_token=args.api_token, insecure=args.insecure
-            ),
-            pulumi.ResourceOptions(parent=self, depends_on=[args.isos[node], self.kickstart]),
+            PackerBuildArgs(spec=plan.build_spec, endpoint=args.endpoint, api_token=args.api_token),
+            pulumi.ResourceOptions(parent=self, depends_on=[args.isos[node]]),
         )
         template = ProxmoxTemplate(
             f"{name}-template",

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_command as command
 
 from homelab_images.contract.build_spec import BuildSpec
-from homelab_images.contract.commands import CREATE_COMMAND, DELETE_COMMAND, UPDATE_COMMAND
+from homelab_images.contract.commands import CREATE_COMMAND, DELETE_COMMAND, ENDPOINT_VAR, TOKEN_VAR, UPDATE_COMMAND
 from homelab_images.contract.result import require_result
 
 
@@ -25,7 +25,6 @@ class PackerBuildArgs:
     endpoint: str
     api_token: pulumi.Output[str]
     """Secret ``user@realm!tokenid=secret``; reaches the command only through its environment."""
-    insecure: bool
 
 
 def build_triggers(spec: BuildSpec) -> list[dict[str, str]]:
@@ -51,11 +50,7 @@ class PackerBuild(pulumi.ComponentResource):
             update=UPDATE_COMMAND,
             delete=DELETE_COMMAND,
             stdin=args.spec.to_json(),
-            environment={
-                "PROXMOX_VE_ENDPOINT": args.endpoint,
-                "PROXMOX_VE_API_TOKEN": args.api_token,
-                "PROXMOX_VE_INSECURE": "true" if args.insecure else "false",
-            },
+            environment={ENDPOINT_VAR: args.endpoint, TOKEN_VAR: args.api_token},
             triggers=build_triggers(args.spec),
             add_previous_output_in_env=True,
             # pulumi-command replaces the resource when a trigger changes

@@ -14,18 +14,12 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from homelab_images.core.config import PROJECT, PROVIDER, ConfigError, StackConfig, load_config
+from homelab_images.contract.stack_keys import INSECURE_KEY, PROJECT, PROVIDER, SET_TOKEN, TOKEN_KEY, TOKEN_NAME
+from homelab_images.core.config import ConfigError, StackConfig, load_config
 from homelab_images.core.kickstart import KickstartInvalid
 from homelab_images.core.paths import PROJECT_DIR, stack_file_path
 from homelab_images.core.plan import ImagePlan, plan_stack
-from homelab_images.core.versioning import (
-    check_version,
-    content_fingerprint,
-    lock_path,
-    read_lock,
-)
-
-TOKEN_KEY = f"{PROVIDER}:apiToken"
+from homelab_images.core.versioning import lock_findings, lock_path, read_lock
 
 
 @dataclass(frozen=True)
@@ -58,28 +52,15 @@ def runtime_config_raw() -> dict[str, Any]:
 
 def _api_token() -> pulumi.Output[str]:
     provider_config = pulumi.Config(PROVIDER)
-    if provider_config.get("apiToken") is None:
-        raise ConfigError(
-            [f"{TOKEN_KEY}: is required; set it with `pulumi config set --secret {TOKEN_KEY} 'user@realm!id=secret'`"]
-        )
+    if provider_config.get(TOKEN_NAME) is None:
+        raise ConfigError([f"{TOKEN_KEY}: is required; set it with `{SET_TOKEN}`"])
     if not runtime_config.is_config_secret(TOKEN_KEY):
-        raise ConfigError([f"{TOKEN_KEY}: is stored in plain text; set it again with `pulumi config set --secret`"])
-    return provider_config.require_secret("apiToken")
+        raise ConfigError([f"{TOKEN_KEY}: is stored in plain text; set it again with `{SET_TOKEN}`"])
+    return provider_config.require_secret(TOKEN_NAME)
 
 
 def _version_guard(config: StackConfig, plans: list[ImagePlan], lock: dict[str, dict[str, str]]) -> None:
-    findings = [
-        finding
-        for plan in plans
-        if (
-            finding := check_version(
-                lock,
-                plan.name,
-                plan.image.version,
-                content_fingerprint(plan.fingerprint_parts),
-            )
-        )
-    ]
+    findings = lock_findings(lock, plans)
     if findings and config.build.strict_versioning:
         raise ConfigError([f"{finding} (strictVersioning is on)" for finding in findings])
     for finding in findings:
@@ -98,5 +79,5 @@ def load_program_settings(now: datetime | None = None) -> ProgramSettings:
     except KickstartInvalid as error:
         raise pulumi.RunError(str(error)) from None
     if config.insecure:
-        pulumi.log.warn(f"{PROVIDER}:insecure is true: the Proxmox TLS certificate is not verified")
+        pulumi.log.warn(f"{INSECURE_KEY} is true: the Proxmox TLS certificate is not verified")
     return ProgramSettings(config=config, api_token=api_token, plans=plans, lock=lock)

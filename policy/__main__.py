@@ -1,5 +1,11 @@
 """Pulumi policy pack: ``pulumi preview --policy-pack policy``."""
 
+import sys
+from pathlib import Path
+
+# The checks read templates with the project's own contract (standard library only).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from homelab_policies import build_triggers, guest_agent, no_plaintext_secrets, selinux_enforcing, uefi_firmware
 from pulumi_policy import (
     EnforcementLevel,

@@ -11,10 +11,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from homelab_images.contract.commands import RUNNER_MODULE, TOKEN_VAR
+from homelab_images.contract.fingerprint_parts import ALWAYS_PRESENT
+from homelab_images.contract.packer_files import embedded_kickstart, proxmox_source
+
 COMMAND_TYPE = "command:local:Command"
-BUILD_MODULE = "homelab_images.runner"
-TRIGGER_PARTS = ("kickstart", "packer", "scripts", "iso", "k3s", "plugin", "hardware")
-SECRET_ENVIRONMENT = ("PROXMOX_VE_API_TOKEN",)
+SECRET_ENVIRONMENT = (TOKEN_VAR,)
 
 # What credentials look like when they leak: a Proxmox API token (user@realm!id=secret),
 # a private key, or variables that carry tokens.
@@ -27,21 +29,16 @@ CREDENTIAL_PATTERNS = (
 
 
 def is_image_build(resource_type: str, props: Mapping[str, Any]) -> bool:
-    return resource_type == COMMAND_TYPE and BUILD_MODULE in str(props.get("create", ""))
+    return resource_type == COMMAND_TYPE and RUNNER_MODULE in str(props.get("create", ""))
 
 
 def _build_source(props: Mapping[str, Any]) -> tuple[dict[str, Any], str] | None:
     """The proxmox-iso source and the embedded kickstart of a build's spec (stdin), if readable."""
     try:
-        spec = json.loads(str(props.get("stdin", "")))
-        (source,) = spec["packer_template"]["source"]["proxmox-iso"].values()
-    except (ValueError, KeyError, TypeError):
+        template = json.loads(str(props.get("stdin", "")))["packer_template"]
+        return proxmox_source(template), embedded_kickstart(template)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None
-    if "http_content" in source:
-        kickstart = next(iter(source["http_content"].values()), "")
-    else:
-        kickstart = next(iter(source.get("additional_iso_files", [{}])[0].get("cd_content", {}).values()), "")
-    return source, str(kickstart)
 
 
 def no_plaintext_secrets(resource_type: str, props: Mapping[str, Any]) -> list[str]:
@@ -102,7 +99,7 @@ def build_triggers(resource_type: str, props: Mapping[str, Any]) -> list[str]:
         return []
     triggers = props.get("triggers") or []
     parts = triggers[0] if triggers and isinstance(triggers[0], Mapping) else {}
-    missing = [part for part in TRIGGER_PARTS if not parts.get(part)]
+    missing = [part for part in ALWAYS_PRESENT if not parts.get(part)]
     if missing:
         return [f"the build's triggers must carry the fingerprint parts; missing: {', '.join(missing)}"]
     return []

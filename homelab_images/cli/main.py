@@ -28,10 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from homelab_images.cli import pins
+from homelab_images.contract.fingerprint_parts import TARGET_PART_NAMES
 from homelab_images.contract.gc_request import GcRequest
 from homelab_images.contract.packer_files import KICKSTART_FILE, QEMU_TEMPLATE_FILE, SCRIPTS_DIR, TEMPLATE_FILE
 from homelab_images.core.config import ConfigError, StackConfig
-from homelab_images.core.fingerprint import TARGET_PART_NAMES
 from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER, KickstartInvalid
 from homelab_images.core.packer_template import PackerTemplateInvalid, validate_packer_template
 from homelab_images.core.paths import stack_file_path
@@ -40,15 +40,14 @@ from homelab_images.core.qemu_template import QemuTemplateInvalid, validate_qemu
 from homelab_images.core.stackfile import load_stack_file
 from homelab_images.core.stackfile_edit import StackFileEditError
 from homelab_images.core.versioning import (
-    check_version,
     content_fingerprint,
+    lock_findings,
     lock_path,
     read_lock,
     updated_lock,
     write_lock,
 )
-
-EXIT_INVALID = 2
+from homelab_images.runner.errors import EXIT_FAILED, EXIT_INVALID
 
 
 class CommandFailed(Exception):
@@ -107,7 +106,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for plan in plans:
         templates = "Packer templates" if plan.qemu is not None else "Packer template"
         print(f"{plan.name} v{plan.image.version}: kickstart and {templates} valid")
-    findings = _lock_findings(path, plans)
+    findings = [str(finding) for finding in lock_findings(read_lock(lock_path(path)), plans)]
     for finding in findings:
         print(f"warning: {finding}", file=sys.stderr)
     if findings:
@@ -158,21 +157,6 @@ def cmd_spec(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lock_findings(stack_file: Path, plans: Sequence[ImagePlan]) -> list[str]:
-    lock = read_lock(lock_path(stack_file))
-    findings = []
-    for plan in plans:
-        finding = check_version(
-            lock,
-            plan.name,
-            plan.image.version,
-            content_fingerprint(plan.fingerprint_parts),
-        )
-        if finding is not None:
-            findings.append(str(finding))
-    return findings
-
-
 def _lock_hint(stack_file: Path) -> str:
     return (
         f"lock file {lock_path(stack_file)}; after a version bump: "
@@ -191,7 +175,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
             raise CommandFailed(str(error)) from None
         print(f"updated {lock_file.name}")
         return 0
-    findings = _lock_findings(path, plans)
+    findings = [str(finding) for finding in lock_findings(read_lock(lock_path(path)), plans)]
     if findings:
         raise CommandFailed("\n".join([*findings, _lock_hint(path)]))
     print(f"{lock_file.name}: every image's version matches its content")
@@ -285,4 +269,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KickstartInvalid, CommandFailed) as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED

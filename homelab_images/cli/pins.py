@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TextIO
 
 from homelab_images.cli.upstream_http import HttpFetch
-from homelab_images.core.config import PROJECT, ConfigError, StackConfig
+from homelab_images.contract.stack_keys import PROJECT
+from homelab_images.core.config import ConfigError, StackConfig
 from homelab_images.core.pins import (
     SOURCE_LABELS,
     Fetch,

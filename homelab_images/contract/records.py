@@ -30,14 +30,7 @@ def _describe(error: ValidationError) -> str:
 class Record(BaseModel):
     """Strict (no coercion), frozen, unknown keys rejected; JSON keys are the aliases if a model sets them."""
 
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        strict=True,
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=True,
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, validate_by_name=True, serialize_by_alias=True)
 
     @classmethod
     def from_mapping(cls, data: Any) -> Self:

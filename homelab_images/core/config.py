@@ -25,8 +25,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-PROJECT = "homelab-images"
-PROVIDER = "proxmoxve"
+from homelab_images.contract.endpoint import https_url_parts
+from homelab_images.contract.stack_keys import ENDPOINT_KEY, INSECURE_KEY, PROJECT, PROVIDER, TOKEN_KEY
 
 # Proxmox accepts VM IDs 100..999999999 (pve-vmid format).
 MIN_VMID = 100
@@ -60,9 +60,7 @@ def _matching(pattern: re.Pattern[str], expected: str) -> AfterValidator:
 
 
 def _https_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme != "https" or not parts.hostname:
-        raise ValueError(f"expected an https:// URL, got {value!r}")
+    https_url_parts(value)
     return value
 
 
@@ -345,13 +343,13 @@ class Image(Model):
 class StackConfig(Model):
     """The whole stack configuration."""
 
-    endpoint: HttpsUrl = Field(alias="proxmoxve:endpoint", description="Proxmox API URL.")
+    endpoint: HttpsUrl = Field(validation_alias=ENDPOINT_KEY, description="Proxmox API URL.")
     insecure: Annotated[bool, BeforeValidator(_bool_from_cli_string)] = Field(
         default=False,
-        alias="proxmoxve:insecure",
+        validation_alias=INSECURE_KEY,
         description="Skip TLS verification (warns each run).",
     )
-    api_token_set: bool = Field(default=False, alias="proxmoxve:apiToken", description="Secret API token.")
+    api_token_set: bool = Field(default=False, validation_alias=TOKEN_KEY, description="Secret API token.")
     proxmox: ProxmoxSettings = Field(alias="homelab-images:proxmox")
     build: BuildSettings = Field(default=BuildSettings(), alias="homelab-images:build")
     images: list[Image] = Field(alias="homelab-images:images", min_length=1)
@@ -469,9 +467,8 @@ def load_config(raw: Mapping[str, Any]) -> StackConfig:
     """
     misspelt = _misspelt_namespaces(raw)
     owned = _owned_keys(raw)
-    token_key = f"{PROVIDER}:apiToken"
-    if token_key in owned:
-        owned[token_key] = owned[token_key] not in (None, "")
+    if TOKEN_KEY in owned:
+        owned[TOKEN_KEY] = owned[TOKEN_KEY] not in (None, "")
     try:
         config = StackConfig.model_validate(owned)
     except ValidationError as error:
@@ -481,7 +478,7 @@ def load_config(raw: Mapping[str, Any]) -> StackConfig:
             if detail["type"] == "extra_forbidden" and path.startswith(f"{PROVIDER}:"):
                 problems.append(
                     f"{path}: is not used: this program configures its provider from "
-                    f"{PROVIDER}:endpoint, {PROVIDER}:apiToken and {PROVIDER}:insecure only; remove it"
+                    f"{ENDPOINT_KEY}, {TOKEN_KEY} and {INSECURE_KEY} only; remove it"
                 )
                 continue
             problems.append(f"{path or 'config'}: {_describe(detail)}")

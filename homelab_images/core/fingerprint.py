@@ -16,16 +16,6 @@ from homelab_images.core.config import PERIOD, Image
 from homelab_images.core.kickstart import canonical_kickstart
 from homelab_images.core.kickstart_check import script_without_comments
 
-# Parts every target of an image shares: a change to one rebuilds every target.
-SHARED_PART_NAMES = ("kickstart", "scripts", "iso", "k3s", "hardware", "freshness")
-# Parts of one target only: a change to one rebuilds that target only.
-TARGET_PART_NAMES = {
-    "proxmox-iso": ("packer", "plugin"),
-    "qemu": ("builder", "plugin", "firmware", "format"),
-}
-# The proxmox-iso build's parts, which are also its triggers.
-PART_NAMES = SHARED_PART_NAMES + TARGET_PART_NAMES["proxmox-iso"]
-
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no whitespace: the same bytes on every machine."""

@@ -14,12 +14,15 @@ from typing import Any
 from homelab_images.contract.packer_files import (
     KICKSTART_FILE,
     MANIFEST_FILE,
+    PROXMOX_BUILDER,
     SCRIPTS_DIR,
     VAR_DESCRIPTION,
     VAR_PRIVATE_KEY_FILE,
     VAR_PUBLIC_KEY,
     VAR_TAGS,
     VAR_VM_ID,
+    embedded_kickstart,
+    proxmox_sources,
 )
 from homelab_images.contract.proxmox_plugin import DEPRECATED_OPTIONS, PLUGIN_VERSION
 from homelab_images.core.config import BuildSettings, Image, ProxmoxSettings
@@ -174,7 +177,7 @@ def render_packer_template(
             "efi_storage_pool": proxmox.vm_storage,
             **source["efi_config"],
         }
-    embedded_kickstart = packer_kickstart(kickstart_text)
+    kickstart_for_packer = packer_kickstart(kickstart_text)
     boot_iso: dict[str, Any] = {
         "type": "ide",
         "index": "2",
@@ -204,13 +207,13 @@ def render_packer_template(
         }
     )
     if build.kickstart_delivery == "http":
-        source["http_content"] = {"/" + KICKSTART_FILE: embedded_kickstart}
+        source["http_content"] = {"/" + KICKSTART_FILE: kickstart_for_packer}
     else:
         source["additional_iso_files"] = [
             {
                 "type": "ide",
                 "index": "3",
-                "cd_content": {KICKSTART_FILE: embedded_kickstart},
+                "cd_content": {KICKSTART_FILE: kickstart_for_packer},
                 "cd_label": "OEMDRV",
                 "iso_storage_pool": proxmox.iso_storage,
                 "unmount": True,
@@ -249,21 +252,13 @@ def render_packer_template(
                 "description": "Ownership tags, separated by ';'.",
             },
         },
-        "source": {"proxmox-iso": {image.name: source}},
+        "source": {PROXMOX_BUILDER: {image.name: source}},
         "build": {
-            "sources": [f"source.proxmox-iso.{image.name}"],
+            "sources": [f"source.{PROXMOX_BUILDER}.{image.name}"],
             "provisioner": provisioners(image),
             "post-processor": [{"manifest": {"output": MANIFEST_FILE, "strip_path": True}}],
         },
     }
-
-
-def embedded_kickstart(template: Mapping[str, Any]) -> str:
-    """The kickstart text a rendered template carries, whichever way it is delivered."""
-    source = next(iter(template["source"]["proxmox-iso"].values()))
-    if "http_content" in source:
-        return str(source["http_content"]["/" + KICKSTART_FILE])
-    return str(source["additional_iso_files"][0]["cd_content"][KICKSTART_FILE])
 
 
 class PackerTemplateInvalid(Exception):
@@ -294,7 +289,7 @@ def validate_packer_template(
     checks see the tags, VM ID and names a real build hands it.
     """
     problems = []
-    sources = template.get("source", {}).get("proxmox-iso", {})
+    sources = proxmox_sources(template)
     if len(sources) != 1:
         raise PackerTemplateInvalid("expected exactly one proxmox-iso source")
     name, source = next(iter(sources.items()))

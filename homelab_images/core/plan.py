@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from homelab_images.contract.build_spec import BuildSpec, IdRange
+from homelab_images.contract.fingerprint_parts import SHARED_PART_NAMES
 from homelab_images.contract.ownership import build_tags, packer_tags
 from homelab_images.contract.packer_files import (
     VAR_DESCRIPTION,
@@ -21,9 +22,10 @@ from homelab_images.contract.packer_files import (
     VAR_PUBLIC_KEY,
     VAR_TAGS,
     VAR_VM_ID,
+    proxmox_sources,
 )
 from homelab_images.core.config import Image, StackConfig
-from homelab_images.core.fingerprint import SHARED_PART_NAMES, combine, fingerprint_parts, qemu_parts, shared_parts
+from homelab_images.core.fingerprint import combine, fingerprint_parts, qemu_parts, shared_parts
 from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER, KICKSTART_DIR, render_kickstart, validate_kickstart
 from homelab_images.core.packer_template import (
     PROVISIONING_SCRIPTS,
@@ -50,12 +52,10 @@ class QemuPlan:
 
 @dataclass(frozen=True)
 class ImagePlan:
+    """An image's config, its rendered kickstart and the build spec that carries everything else."""
+
     image: Image
     kickstart: str
-    packer_template: dict[str, Any]
-    scripts: dict[str, str]
-    fingerprint_parts: dict[str, str]
-    fingerprint: str
     build_spec: BuildSpec
     qemu: QemuPlan | None = None
     """The qemu target, when the image lists it. ``fingerprint_parts`` and
@@ -68,6 +68,22 @@ class ImagePlan:
     @property
     def name(self) -> str:
         return self.image.name
+
+    @property
+    def packer_template(self) -> dict[str, Any]:
+        return self.build_spec.packer_template
+
+    @property
+    def scripts(self) -> dict[str, str]:
+        return self.build_spec.scripts
+
+    @property
+    def fingerprint_parts(self) -> dict[str, str]:
+        return self.build_spec.fingerprint_parts
+
+    @property
+    def fingerprint(self) -> str:
+        return self.build_spec.fingerprint
 
 
 def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: Path = KICKSTART_DIR) -> ImagePlan:
@@ -87,12 +103,11 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
         config.build.packer_plugin_version,
         now,
     )
-    fingerprint = combine(parts)
     spec = BuildSpec(
         image=image.name,
         version=image.version,
         template_name=image.template_name,
-        fingerprint=fingerprint,
+        fingerprint=combine(parts),
         fingerprint_parts=parts,
         node=config.proxmox.node,
         vm_storage=config.proxmox.vm_storage,
@@ -122,7 +137,7 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
             fingerprint_parts=qemu_fingerprint_parts,
             fingerprint=combine(qemu_fingerprint_parts),
         )
-    return ImagePlan(image, kickstart, template, scripts, parts, fingerprint, spec, qemu)
+    return ImagePlan(image, kickstart, spec, qemu)
 
 
 def packer_variables(spec: BuildSpec) -> dict[str, Any]:
@@ -143,7 +158,7 @@ def plan_stack(config: StackConfig, now: datetime, kickstart_dir: Path = KICKSTA
 def plan_for_node(plan: ImagePlan, node: str) -> ImagePlan:
     """The same image built on another node: same fingerprint, its own build spec."""
     template = copy.deepcopy(plan.packer_template)
-    for source in template["source"]["proxmox-iso"].values():
+    for source in proxmox_sources(template).values():
         source["node"] = node
     spec = plan.build_spec.replace(node=node, packer_template=template)
-    return dataclasses.replace(plan, packer_template=template, build_spec=spec)
+    return dataclasses.replace(plan, build_spec=spec)

@@ -7,9 +7,8 @@ from typing import Any
 
 import yaml
 
-from homelab_images.core.config import PROVIDER, ConfigError, StackConfig, load_config
-
-TOKEN_KEY = f"{PROVIDER}:apiToken"
+from homelab_images.contract.stack_keys import SET_TOKEN, TOKEN_KEY
+from homelab_images.core.config import ConfigError, StackConfig, load_config
 
 
 class _DuplicateKey(Exception):
@@ -55,7 +54,7 @@ def read_stack_config(path: Path) -> dict[str, Any]:
         raise ConfigError(
             [
                 f"{TOKEN_KEY}: is stored in plain text in {path.name}; remove it from the file and set it with "
-                f"`pulumi config set --secret {TOKEN_KEY} 'user@realm!tokenid=secret'`"
+                f"`{SET_TOKEN}`"
             ]
         )
     return config

@@ -7,18 +7,20 @@ content fingerprint each version was built from.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from homelab_images.contract.fingerprint_parts import FRESHNESS_PART
 from homelab_images.core.config import SEMVER, ConfigError
 from homelab_images.core.fingerprint import combine
+from homelab_images.core.plan import ImagePlan
 
 LOCK_SCHEMA_VERSION = 1
 # Deliberate rebuilds (rebuildEvery) change the fingerprint but not the content
 # the version stands for.
-NON_CONTENT_PARTS = ("freshness",)
+NON_CONTENT_PARTS = (FRESHNESS_PART,)
 
 
 def content_fingerprint(parts: Mapping[str, str]) -> str:
@@ -149,3 +151,13 @@ def former_versions(versions: Mapping[str, str], version: str | None, content: s
         if recorded == content and SEMVER.fullmatch(other) and semver_key(other) < semver_key(version)
     ]
     return sorted(earlier, key=semver_key)
+
+
+def lock_findings(lock: Mapping[str, Mapping[str, str]], plans: Iterable[ImagePlan]) -> list[LockFinding]:
+    """What the lock says against the planned images (empty: they all agree)."""
+    findings = []
+    for plan in plans:
+        finding = check_version(lock, plan.name, plan.image.version, content_fingerprint(plan.fingerprint_parts))
+        if finding is not None:
+            findings.append(finding)
+    return findings

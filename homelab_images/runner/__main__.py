@@ -1,7 +1,7 @@
 """python -m homelab_images.runner create|update|delete — run by pulumi-command; see docs/build-runner.md.
 
-stdin: the BuildSpec JSON. Environment: PROXMOX_VE_ENDPOINT, PROXMOX_VE_API_TOKEN,
-PROXMOX_VE_INSECURE (and PULUMI_COMMAND_STDOUT on update/delete). stdout: one
+stdin: the BuildSpec JSON. Environment: PROXMOX_VE_ENDPOINT, PROXMOX_VE_API_TOKEN
+(and PULUMI_COMMAND_STDOUT on update/delete). stdout: one
 JSON line (create/update); everything else goes to stderr.
 """
 
@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from homelab_images.contract.build_spec import BuildSpec
+from homelab_images.contract.commands import TOKEN_VAR
 from homelab_images.contract.records import RecordError
 from homelab_images.runner import runner
 from homelab_images.runner.console import Console
-from homelab_images.runner.env import TOKEN_VAR
 from homelab_images.runner.errors import EXIT_INVALID, Interrupted, RunnerError
 from homelab_images.runner.proxmox import ApiError, explain
 from homelab_images.runner.session import open_session

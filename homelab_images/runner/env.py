@@ -1,8 +1,9 @@
 """Read and check what the runner gets from its environment.
 
 The component sets the same names the Proxmox Terraform/Pulumi provider uses:
-PROXMOX_VE_ENDPOINT, PROXMOX_VE_API_TOKEN (``user@realm!tokenid=secret``) and
-PROXMOX_VE_INSECURE. The ``HOMELAB_IMAGES_*`` knobs tune timing for tests and
+PROXMOX_VE_ENDPOINT and PROXMOX_VE_API_TOKEN (``user@realm!tokenid=secret``).
+Whether to verify TLS (caBundle, insecure) is in the spec, next to the Packer
+template that uses the same setting. The ``HOMELAB_IMAGES_*`` knobs tune timing for tests and
 unusual sites; none is needed in normal use.
 """
 
@@ -13,13 +14,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from homelab_images.contract.commands import ENDPOINT_VAR, TOKEN_VAR
+from homelab_images.contract.endpoint import https_url_parts
+from homelab_images.contract.stack_keys import ENDPOINT_KEY, SET_TOKEN, TOKEN_KEY
 from homelab_images.runner.errors import EXIT_INVALID, RunnerError
 
-ENDPOINT_VAR = "PROXMOX_VE_ENDPOINT"
-TOKEN_VAR = "PROXMOX_VE_API_TOKEN"
-INSECURE_VAR = "PROXMOX_VE_INSECURE"
 PREVIOUS_STDOUT_VAR = "PULUMI_COMMAND_STDOUT"
 PREVIOUS_STDERR_VAR = "PULUMI_COMMAND_STDERR"
 
@@ -40,7 +40,6 @@ class Credentials:
     user: str
     token_name: str
     secret: str = field(repr=False)
-    insecure: bool
 
     @property
     def token_id(self) -> str:
@@ -58,47 +57,40 @@ def parse_token(raw: str) -> tuple[str, str, str]:
         raise RunnerError(
             f"{TOKEN_VAR} is not an API token of the form user@realm!tokenid=secret",
             _WHERE,
-            "set proxmoxve:apiToken with `pulumi config set --secret proxmoxve:apiToken 'user@pve!build=<secret>'`",
+            f"set {TOKEN_KEY} with `{SET_TOKEN}`",
             EXIT_INVALID,
         )
     return match["user"], match["name"], match["secret"]
 
 
 def _endpoint(raw: str) -> tuple[str, str, int]:
-    parts = urlsplit(raw.strip())
-    if parts.scheme != "https" or not parts.hostname:
+    try:
+        host, port = https_url_parts(raw)
+    except ValueError:
         raise RunnerError(
             f"{ENDPOINT_VAR} must be an https:// URL such as https://pve1:8006/",
             _WHERE,
-            "set proxmoxve:endpoint in the stack config",
+            f"set {ENDPOINT_KEY} in the stack config",
             EXIT_INVALID,
-        )
-    port = parts.port or 8006
-    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        ) from None
     return f"https://{host}:{port}/", host, port
-
-
-def env_flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes")
 
 
 def read_credentials(environ: Mapping[str, str]) -> Credentials:
     endpoint_raw = environ.get(ENDPOINT_VAR, "")
     token_raw = environ.get(TOKEN_VAR, "")
     if not endpoint_raw:
-        raise RunnerError(
-            f"{ENDPOINT_VAR} is not set", _WHERE, "set proxmoxve:endpoint in the stack config", EXIT_INVALID
-        )
+        raise RunnerError(f"{ENDPOINT_VAR} is not set", _WHERE, f"set {ENDPOINT_KEY} in the stack config", EXIT_INVALID)
     if not token_raw:
         raise RunnerError(
             f"{TOKEN_VAR} is not set",
             _WHERE,
-            "set the token with `pulumi config set --secret proxmoxve:apiToken 'user@pve!build=<secret>'`",
+            f"set the token with `{SET_TOKEN}`",
             EXIT_INVALID,
         )
     endpoint, host, port = _endpoint(endpoint_raw)
     user, name, secret = parse_token(token_raw)
-    return Credentials(endpoint, host, port, user, name, secret, env_flag(environ.get(INSECURE_VAR)))
+    return Credentials(endpoint, host, port, user, name, secret)
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float | None) -> float | None:

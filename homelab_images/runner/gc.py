@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from homelab_images.contract.commands import ENDPOINT_VAR, TOKEN_VAR
 from homelab_images.contract.gc_request import GcRequest
 from homelab_images.contract.ownership import Ownership
 from homelab_images.runner.console import Console
-from homelab_images.runner.env import ENDPOINT_VAR, TOKEN_VAR
 from homelab_images.runner.errors import EXIT_INVALID, RunnerError
 from homelab_images.runner.inventory import Guest, detail, list_guests, newest_first
 from homelab_images.runner.proxmox import Api, ApiError, Retrier, explain

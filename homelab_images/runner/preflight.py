@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from homelab_images.contract.build_spec import BuildSpec
+from homelab_images.contract.packer_files import proxmox_source
 from homelab_images.contract.proxmox_plugin import CD_CLEANUP_PRIVILEGE
 from homelab_images.runner.env import Credentials
 from homelab_images.runner.errors import RunnerError
@@ -50,31 +51,14 @@ def vm_privileges(pve_major: int) -> tuple[str, ...]:
     return (*VM_PRIVILEGES, GUEST_AGENT_PRIVILEGE[8 if pve_major <= 8 else 9])
 
 
-REQUIRED_PRIVILEGES: dict[str, tuple[str, ...]] = {
-    "/": ROOT_PRIVILEGES,
-    "/vms/<vmid>": vm_privileges(9),
-    "/storage/<vmStorage>": VM_STORAGE_PRIVILEGES,
-    "/storage/<isoStorage>": ISO_STORAGE_PRIVILEGES,
-    "/storage/<isoStorage> (kickstartDelivery cd)": CD_ISO_STORAGE_PRIVILEGES,
-    "/sdn/zones/localnetwork/<bridge>": BRIDGE_PRIVILEGES,
-    "/nodes/<node>": NODE_PRIVILEGES,
-}
-ALL_PRIVILEGES = tuple(sorted({p for privs in REQUIRED_PRIVILEGES.values() for p in privs}))
-
-
 def pve_major(version: str) -> int:
     """8 or 9 from /version's "9.0.10"; an unreadable version is taken as the current one."""
     head = version.split(".", 1)[0]
     return int(head) if head.isdigit() else 9
 
 
-def source_of(spec: BuildSpec) -> dict[str, Any]:
-    source: dict[str, Any] = next(iter(spec.packer_template["source"]["proxmox-iso"].values()))
-    return source
-
-
 def cloud_init_storage(spec: BuildSpec) -> str:
-    return str(source_of(spec).get("cloud_init_storage_pool") or spec.vm_storage)
+    return str(proxmox_source(spec.packer_template).get("cloud_init_storage_pool") or spec.vm_storage)
 
 
 def required_privileges(spec: BuildSpec, vmid: int | None, major: int = 9) -> dict[str, tuple[str, ...]]:

@@ -205,7 +205,7 @@ class Retrier:
 def connect(creds: Credentials, ca_bundle: str | None, insecure: bool, console: Console) -> Api:
     """A client that verifies TLS against ``ca_bundle`` (or the system CAs) unless insecure is configured."""
     verify: bool | str = True
-    if insecure or creds.insecure:
+    if insecure:
         console.warn(
             f"TLS verification of {creds.endpoint} is off (insecure is configured): "
             "anyone on the path can read the API token; set caBundle instead"

@@ -16,7 +16,7 @@ import pulumi
 import pytest
 
 from homelab_images.contract.commands import CREATE_COMMAND, DELETE_COMMAND, UPDATE_COMMAND
-from homelab_images.core.fingerprint import PART_NAMES
+from homelab_images.contract.fingerprint_parts import ALWAYS_PRESENT, PART_NAMES
 from tests.pulumi_harness import (
     BUILD_VM_ID,
     ROOT,
@@ -48,7 +48,7 @@ def test_declares_one_golden_image_with_its_parts_per_image(run: Any) -> None:
     images = run.of_type("homelab:images:GoldenImage")
     assert sorted(r.name for r in images) == sorted(SHIPPED_IMAGES)
     for name in SHIPPED_IMAGES:
-        for part in ("KickstartFile", "PackerBuild", "ProxmoxTemplate"):
+        for part in ("PackerBuild", "ProxmoxTemplate"):
             children = [r for r in run.of_type(f"homelab:images:{part}") if r.parent.endswith(f"::{name}")]
             assert children, f"{part} of {name} must be a child of its GoldenImage"
         assert _build_of(run, name)
@@ -93,7 +93,7 @@ def test_triggers_are_the_named_fingerprint_parts(run: Any) -> None:
     for name, image in SHIPPED_IMAGES.items():
         command = _build_of(run, name)
         (parts,) = command.inputs["triggers"]
-        expected = set(PART_NAMES) if image.get("rebuildEvery") else set(PART_NAMES) - {"freshness"}
+        expected = set(PART_NAMES) if image.get("rebuildEvery") else set(ALWAYS_PRESENT)
         assert set(parts) == expected
         assert parts == json.loads(command.inputs["stdin"])["fingerprint_parts"]
 

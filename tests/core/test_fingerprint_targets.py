@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from homelab_images.cli.main import main as cli_main
-from homelab_images.core.fingerprint import SHARED_PART_NAMES, TARGET_PART_NAMES
+from homelab_images.contract.fingerprint_parts import SHARED_PART_NAMES, TARGET_PART_NAMES
 from homelab_images.core.plan import ImagePlan
 from tests.rendering import plan_for
 from tests.stack_files import image, mutated_config, write_stack_file

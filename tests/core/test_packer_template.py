@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from homelab_images.cli.main import main as cli_main
+from homelab_images.contract.packer_files import embedded_kickstart
 from homelab_images.contract.proxmox_plugin import SOURCE_SPEC
 from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER
 from homelab_images.core.packer_template import (
     PackerTemplateInvalid,
-    embedded_kickstart,
     hcl_literal,
     packer_kickstart,
     validate_packer_template,

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from homelab_images.cli.main import main as cli_main
-from homelab_images.core.packer_template import embedded_kickstart, packer_kickstart
+from homelab_images.contract.packer_files import embedded_kickstart
+from homelab_images.core.packer_template import packer_kickstart
 from homelab_images.core.plan import ImagePlan
 from homelab_images.core.qemu_plugin import SOURCE_OPTIONS, source_problems
 from homelab_images.core.qemu_template import (

@@ -140,7 +140,6 @@ class Runner:
             "HOMELAB_IMAGES_KILL_GRACE_SECONDS": "5",
             "PROXMOX_VE_ENDPOINT": f"https://127.0.0.1:{self.pve.port}/",
             "PROXMOX_VE_API_TOKEN": f"{TOKEN_ID}={SECRET}",
-            "PROXMOX_VE_INSECURE": "false",
             "FAKE_PACKER_RECORD": str(self.record_file),
         }
         env.update(self.extra_env)

@@ -37,7 +37,7 @@ def run_stand_in(
     directory = tmp_path / "build"
     directory.mkdir()
     files = write_build_files(spec.replace(packer_template=template), directory)
-    creds = Credentials(f"https://127.0.0.1:{pve.port}/", "127.0.0.1", pve.port, TOKEN_USER, TOKEN_NAME, SECRET, False)
+    creds = Credentials(f"https://127.0.0.1:{pve.port}/", "127.0.0.1", pve.port, TOKEN_USER, TOKEN_NAME, SECRET)
     environ = packer_environment(
         {"PATH": os.environ["PATH"], "TMPDIR": str(tmp_path)}, creds, Path(cafile), 9000, files, "built", tags
     )

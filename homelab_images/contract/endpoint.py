@@ -1,0 +1,23 @@
+"""The one https check for URLs the program and the runner both accept (the Proxmox endpoint, ISO URLs)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+PROXMOX_API_PORT = 8006
+
+
+def https_url_parts(raw: str) -> tuple[str, int]:
+    """(host, port) of an https:// URL; ValueError naming what was expected.
+
+    The host is bracketed if it is an IPv6 address; the port defaults to Proxmox's 8006.
+    """
+    try:
+        parts = urlsplit(raw.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"expected an https:// URL, got {raw!r}") from None
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"expected an https:// URL, got {raw!r}")
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    return host, port or PROXMOX_API_PORT

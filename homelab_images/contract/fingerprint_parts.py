@@ -1,0 +1,16 @@
+"""The named parts of an image fingerprint: a build's triggers, so a preview names what changed.
+
+Standard library only: the policy pack checks the triggers with these names.
+"""
+
+FRESHNESS_PART = "freshness"
+# Parts every target of an image shares: a change to one rebuilds every target.
+SHARED_PART_NAMES = ("kickstart", "scripts", "iso", "k3s", "hardware", FRESHNESS_PART)
+# Parts of one target only: a change to one rebuilds that target only.
+TARGET_PART_NAMES = {
+    "proxmox-iso": ("packer", "plugin"),
+    "qemu": ("builder", "plugin", "firmware", "format"),
+}
+# The proxmox-iso build's parts, which are also its triggers; freshness only with rebuildEvery.
+PART_NAMES = SHARED_PART_NAMES + TARGET_PART_NAMES["proxmox-iso"]
+ALWAYS_PRESENT = tuple(name for name in PART_NAMES if name != FRESHNESS_PART)
