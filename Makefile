@@ -8,10 +8,19 @@ PYTHON_OK := import sys; sys.exit(sys.version_info < (3, 11))
 
 .PHONY: render test lint bench clean
 
+# A venv whose Python is missing or too old (made before the version check, or by another
+# python3) is rebuilt, even though its marker file is up to date.
+ifneq ($(shell $(PY) -c '$(PYTHON_OK)' 2>/dev/null && echo ok),ok)
+.PHONY: $(VENV)/.installed
+# Checked before anything is installed: one line instead of a traceback after a minute of pip.
+ifneq ($(shell $(PYTHON) -c '$(PYTHON_OK)' 2>/dev/null && echo ok),ok)
+ifneq ($(MAKECMDGOALS),clean)
+$(error homelab-images needs Python 3.11 or newer, and '$(PYTHON)' is $(or $(shell $(PYTHON) -V 2>/dev/null),not found): install one and run make PYTHON=python3.11)
+endif
+endif
+endif
+
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
-	@$(PYTHON) -c '$(PYTHON_OK)' 2>/dev/null || { \
-	  echo "error: homelab-images needs Python 3.11 or newer; '$(PYTHON)' is $$($(PYTHON) -V 2>/dev/null || echo "not found")." \
-	       "Install one and run: make PYTHON=python3.11" >&2; exit 1; }
 	@# A venv made by another Python (too old, or since removed) is rebuilt, not reused.
 	@if [ -d $(VENV) ] && ! $(PY) -c '$(PYTHON_OK)' 2>/dev/null; then \
 	  echo "removing $(VENV): it was made by an unusable Python"; rm -rf $(VENV); fi

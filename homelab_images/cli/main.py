@@ -82,6 +82,17 @@ def _load(args: argparse.Namespace) -> tuple[Path, StackConfig, list[ImagePlan]]
 def cmd_render(args: argparse.Namespace) -> int:
     _, _, plans = _load(args)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CommandFailed(f"--out {out}: is a file; expected a directory (it is created if missing)")
+    try:
+        _write_plans(plans, out)
+    except OSError as error:
+        raise CommandFailed(f"--out {out}: cannot write {error.filename} ({error.strerror})") from None
+    print(f"note: {KICKSTART_FILE} carries {BUILD_KEY_PLACEHOLDER}; the runner puts a per-build key there")
+    return 0
+
+
+def _write_plans(plans: Sequence[ImagePlan], out: Path) -> None:
     for plan in plans:
         directory = out / plan.name
         (directory / SCRIPTS_DIR).mkdir(parents=True, exist_ok=True)
@@ -97,8 +108,6 @@ def cmd_render(args: argparse.Namespace) -> int:
         for name, text in plan.scripts.items():
             (directory / SCRIPTS_DIR / name).write_text(text, encoding="utf-8")
         print(f"{plan.name}: wrote {directory}/{', '.join(written)}, {SCRIPTS_DIR}/")
-    print(f"note: {KICKSTART_FILE} carries {BUILD_KEY_PLACEHOLDER}; the runner puts a per-build key there")
-    return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -269,4 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KickstartInvalid, CommandFailed) as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as error:
+        # Whatever file the command could not read or write (the lock file, a kickstart script ...).
+        print(f"error: {error.filename or 'a file'}: {error.strerror or error}", file=sys.stderr)
         return EXIT_FAILED

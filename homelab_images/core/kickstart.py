@@ -42,8 +42,16 @@ def render_kickstart(
     build_ssh_public_key: str = BUILD_KEY_PLACEHOLDER,
     template_dir: Path = KICKSTART_DIR,
 ) -> str:
-    template = _environment(template_dir).get_template(TEMPLATE_NAME)
-    return template.render(image=image, build_ssh_public_key=build_ssh_public_key)
+    where = template_dir / TEMPLATE_NAME
+    try:
+        template = _environment(template_dir).get_template(TEMPLATE_NAME)
+        return template.render(image=image, build_ssh_public_key=build_ssh_public_key)
+    except UnicodeDecodeError as error:
+        raise KickstartInvalid(f"{where}: not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+    except jinja2.TemplateSyntaxError as error:
+        raise KickstartInvalid(f"{where}, line {error.lineno}: {error.message}") from None
+    except jinja2.TemplateError as error:
+        raise KickstartInvalid(f"{where}: {error.message}") from None
 
 
 def validate_kickstart(text: str) -> None:

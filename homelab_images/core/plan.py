@@ -26,7 +26,13 @@ from homelab_images.contract.packer_files import (
 )
 from homelab_images.core.config import Image, StackConfig
 from homelab_images.core.fingerprint import combine, fingerprint_parts, qemu_parts, shared_parts
-from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER, KICKSTART_DIR, render_kickstart, validate_kickstart
+from homelab_images.core.kickstart import (
+    BUILD_KEY_PLACEHOLDER,
+    KICKSTART_DIR,
+    KickstartInvalid,
+    render_kickstart,
+    validate_kickstart,
+)
 from homelab_images.core.packer_template import (
     PROVISIONING_SCRIPTS,
     build_affecting_parts,
@@ -38,7 +44,15 @@ from homelab_images.core.qemu_template import qemu_fingerprint_inputs, render_qe
 
 
 def provisioning_scripts(directory: Path) -> dict[str, str]:
-    return {name: (directory / name).read_text(encoding="utf-8") for name in PROVISIONING_SCRIPTS}
+    scripts = {}
+    for name in PROVISIONING_SCRIPTS:
+        try:
+            scripts[name] = (directory / name).read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise KickstartInvalid(
+                f"{directory / name}: not UTF-8 text (byte {error.start}); save it as UTF-8"
+            ) from None
+    return scripts
 
 
 @dataclass(frozen=True)

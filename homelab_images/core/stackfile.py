@@ -35,6 +35,8 @@ def read_stack_config(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError([f"{path}: cannot read the stack file ({error.strerror})"]) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {error.start}); save the stack file as UTF-8"]) from None
     try:
         document = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
     except _DuplicateKey as error:
