@@ -9,6 +9,7 @@ reported with the dotted key path a user would edit and what was expected.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -75,6 +76,17 @@ def _release_mirror(value: str) -> str:
     return value
 
 
+def _http_bind_address(value: str) -> str:
+    """An address the build VM can reach Packer's HTTP server on: one IPv4 address of this machine."""
+    try:
+        address = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"expected an IPv4 address of the machine running Packer, got {value!r}") from None
+    if address.is_loopback or address.is_unspecified:
+        raise ValueError(f"expected an address the build VM can reach, not {value!r}")
+    return value
+
+
 def _bool_from_cli_string(value: Any) -> Any:
     # `pulumi config set proxmoxve:insecure true` stores the string "true".
     if isinstance(value, str) and value.lower() in ("true", "false"):
@@ -97,6 +109,7 @@ BridgeName = Annotated[str, _matching(BRIDGE, "a Linux bridge name such as vmbr0
 RpmName = Annotated[str, _matching(RPM_NAME, "an RPM package or @group name")]
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
 MirrorUrl = Annotated[str, AfterValidator(_release_mirror)]
+HttpBindAddress = Annotated[str, AfterValidator(_http_bind_address)]
 Period = Annotated[str, _matching(PERIOD, 'a period in days or weeks such as "30d" or "2w"')]
 
 
@@ -231,6 +244,13 @@ class BuildSettings(Model):
     packer_plugin_version: SemVer = Field(
         default="1.2.4",
         description="Version of github.com/hashicorp/proxmox pinned in required_plugins.",
+    )
+    http_bind_address: HttpBindAddress | None = Field(
+        default=None,
+        description=(
+            "IPv4 address of the machine running Packer that the build VM can reach; Packer serves ks.cfg "
+            "there and puts it in the boot command (default: its first non-loopback IPv4 address)."
+        ),
     )
     qemu: QemuSettings = Field(default=QemuSettings(), description="Settings of the qemu target.")
 
@@ -440,6 +460,10 @@ def _cross_checks(config: StackConfig) -> list[str]:
             problems.append(
                 f"{images_key}[{index}].iso: the same ISO file {image.iso.file_name} appears with another url or sha256"
             )
+    if config.build.http_bind_address and config.build.kickstart_delivery != "http":
+        problems.append(
+            f"{PROJECT}:build.httpBindAddress: only used with kickstartDelivery: http (the cd delivery serves nothing)"
+        )
     proxmox = config.proxmox
     nodes = proxmox.template_nodes
     if len(set(nodes)) != len(nodes):

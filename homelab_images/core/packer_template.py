@@ -99,6 +99,9 @@ def image_source(image: Image) -> dict[str, Any]:
         "qemu_agent": True,
         "cloud_init": True,
         "cloud_init_disk_type": "scsi",
+        # Clones do not upgrade every package on first boot (Proxmox's default when unset): images
+        # get updates by rebuilding (rebuildEvery), so every clone of a version is the same.
+        "cloud_init_disable_upgrade_packages": True,
         "serials": ["socket"],
         "rng0": {"source": "/dev/urandom", "max_bytes": 1024, "period": 1000},
     }
@@ -208,6 +211,9 @@ def render_packer_template(
     )
     if build.kickstart_delivery == "http":
         source["http_content"] = {"/" + KICKSTART_FILE: kickstart_for_packer}
+        if build.http_bind_address:
+            # Packer binds its HTTP server there and types it as {{ .HTTPIP }} (step_type_boot_command.go).
+            source["http_bind_address"] = build.http_bind_address
     else:
         source["additional_iso_files"] = [
             {

@@ -19,7 +19,6 @@ from homelab_images.contract.commands import CREATE_COMMAND, DELETE_COMMAND, UPD
 from homelab_images.contract.fingerprint_parts import ALWAYS_PRESENT, PART_NAMES
 from tests.pulumi_harness import (
     BUILD_VM_ID,
-    ROOT,
     SECRET_MARKER,
     SECRET_SIG,
     RecordingMocks,
@@ -37,7 +36,7 @@ PROXMOX = SHIPPED["homelab-images:proxmox"]
 
 @pytest.fixture(scope="module")
 def run() -> Any:
-    return run_program(config=SHIPPED, secrets={"proxmoxve:apiToken": TOKEN}, project_dir=ROOT)
+    return run_program(config=SHIPPED, secrets={"proxmoxve:apiToken": TOKEN})
 
 
 def _build_of(run: Any, image: str) -> Any:

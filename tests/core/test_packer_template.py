@@ -194,3 +194,35 @@ def test_spec_command_prints_the_build_commands_stdin(capsys: Any) -> None:
     assert spec == plan_for().build_spec.replace(fingerprint_parts=spec.fingerprint_parts, fingerprint=spec.fingerprint)
     assert cli_main(["spec", "--stack-file", str(FIXTURE_STACK_FILE), "--image", "nope"]) == 1
     assert "no image 'nope' in the stack; images: alma9-k3s-node-amd64" in capsys.readouterr().err
+
+
+def test_http_bind_address_reaches_packer_and_does_not_change_the_image() -> None:
+    plain = plan_for()
+    bound = plan_for(lambda config: config["homelab-images:build"].update(httpBindAddress="192.168.1.20"))
+    assert source_of(bound)["http_bind_address"] == "192.168.1.20"
+    assert "http_bind_address" not in source_of(plain)
+    assert bound.fingerprint == plain.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("address", "delivery", "problem"),
+    [
+        ("127.0.0.1", "http", "expected an address the build VM can reach, not '127.0.0.1'"),
+        ("pve-builder", "http", "expected an IPv4 address of the machine running Packer, got 'pve-builder'"),
+        ("192.168.1.20", "cd", "only used with kickstartDelivery: http"),
+    ],
+)
+def test_http_bind_address_must_be_reachable_and_used(address: str, delivery: str, problem: str) -> None:
+    from homelab_images.core.config import ConfigError, load_config
+
+    def edit(config: dict[str, Any]) -> None:
+        config["homelab-images:build"].update(httpBindAddress=address, kickstartDelivery=delivery)
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(mutated_config(edit))
+    (line,) = raised.value.problems
+    assert line.startswith("homelab-images:build.httpBindAddress: ") and problem in line
+
+
+def test_clones_do_not_upgrade_packages_on_first_boot() -> None:
+    assert source_of(plan_for())["cloud_init_disable_upgrade_packages"] is True

@@ -35,6 +35,8 @@ def test_clean_build_makes_a_verified_tagged_template_and_delete_removes_it(runn
     for expected in (spec.fingerprint, spec.iso_sha256, spec.k3s_version, result["builtAt"], "built by homelab-images"):
         assert expected in description
     assert vm.config["scsi1"].startswith("local-lvm:cloudinit")
+    assert str(vm.config["ciupgrade"]) == "0", "clones must not upgrade every package on first boot"
+    assert "ide2" not in vm.config, "the installer ISO is unmounted"
 
     stderr = run.stderr
     assert "stage: preflight" in stderr
