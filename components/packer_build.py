@@ -1,9 +1,9 @@
 """PackerBuild: runs the runner through pulumi-command.
 
-The Command is replaced exactly when the image's fingerprint parts change
-(its ``triggers``); any other change to its inputs (a timeout, the retention,
-a rotated token) runs the ``update`` step, which re-verifies the existing
-template instead of rebuilding it.
+The Command is replaced exactly when the image's fingerprint parts, its node
+or its VM storage change (its ``triggers``); any other change to its inputs (a
+timeout, the retention, a rotated token) runs the ``update`` step, which
+re-verifies the existing template instead of rebuilding it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,13 @@ import pulumi
 import pulumi_command as command
 
 from homelab_images.contract.build_spec import BuildSpec
-from homelab_images.contract.commands import CREATE_COMMAND, DELETE_COMMAND, ENDPOINT_VAR, TOKEN_VAR, UPDATE_COMMAND
+from homelab_images.contract.commands import (
+    CREATE_COMMAND,
+    DELETE_COMMAND,
+    UPDATE_COMMAND,
+    build_triggers,
+    command_environment,
+)
 from homelab_images.contract.result import require_result
 
 
@@ -25,11 +31,6 @@ class PackerBuildArgs:
     endpoint: str
     api_token: pulumi.Output[str]
     """Secret ``user@realm!tokenid=secret``; reaches the command only through its environment."""
-
-
-def build_triggers(spec: BuildSpec) -> list[dict[str, str]]:
-    """One small named map, so ``pulumi preview --diff`` names the part that changed."""
-    return [dict(sorted(spec.fingerprint_parts.items()))]
 
 
 class PackerBuild(pulumi.ComponentResource):
@@ -50,7 +51,7 @@ class PackerBuild(pulumi.ComponentResource):
             update=UPDATE_COMMAND,
             delete=DELETE_COMMAND,
             stdin=args.spec.to_json(),
-            environment={ENDPOINT_VAR: args.endpoint, TOKEN_VAR: args.api_token},
+            environment=command_environment(args.endpoint, args.api_token),
             triggers=build_triggers(args.spec),
             add_previous_output_in_env=True,
             # pulumi-command replaces the resource when a trigger changes

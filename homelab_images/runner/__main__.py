@@ -1,8 +1,8 @@
 """python -m homelab_images.runner create|update|delete — run by pulumi-command; see docs/build-runner.md.
 
 stdin: the BuildSpec JSON. Environment: PROXMOX_VE_ENDPOINT, PROXMOX_VE_API_TOKEN
-(and PULUMI_COMMAND_STDOUT on update/delete). stdout: one
-JSON line (create/update); everything else goes to stderr.
+(HOMELAB_IMAGES_API_TOKEN first, when the shell sets it; and PULUMI_COMMAND_STDOUT on
+update/delete). stdout: one JSON line (create/update); everything else goes to stderr, bounded.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from homelab_images.contract.build_spec import BuildSpec
-from homelab_images.contract.commands import TOKEN_VAR
+from homelab_images.contract.commands import CURRENT_TOKEN_VAR, TOKEN_VAR
 from homelab_images.contract.records import RecordError
 from homelab_images.runner import runner
 from homelab_images.runner.console import Console
@@ -51,8 +51,8 @@ def read_spec(text: str) -> BuildSpec:
 
 
 def _secrets_of(environ: dict[str, str]) -> list[str]:
-    raw = environ.get(TOKEN_VAR, "")
-    return [raw.strip(), raw.rpartition("=")[2].strip()] if raw else []
+    raws = [environ.get(name, "") for name in (CURRENT_TOKEN_VAR, TOKEN_VAR)]
+    return [secret for raw in raws if raw for secret in (raw.strip(), raw.rpartition("=")[2].strip())]
 
 
 def run(action: str, console: Console, hub: SignalHub) -> int:

@@ -2,6 +2,12 @@
 
 Every line passes through ``scrub`` so no secret reaches the terminal or
 Pulumi state, even if Packer or Proxmox were to echo one.
+
+stderr is bounded: pulumi-command v1.2.1 stores it and passes it to the next
+update and delete as PULUMI_COMMAND_STDERR (provider/pkg/provider/local/
+commandOutputs.go, ``run``), and Linux refuses one environment string over
+MAX_ARG_STRLEN (32 pages, 128 KiB; include/uapi/linux/binfmts.h) with E2BIG.
+After ``BUDGET_BYTES`` only the error line is written.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ from collections.abc import Iterable
 from typing import TextIO
 
 REDACTED = "<redacted>"
+BUDGET_BYTES = 48 * 1024
+LINE_CHARS = 1000
+ERROR_CHARS = 4000
 
 
 class Console:
@@ -19,6 +28,8 @@ class Console:
         self._stream = stream if stream is not None else sys.stderr
         self._secrets = [secret for secret in secrets if secret]
         self.started = time.monotonic()
+        self.written = 0
+        self._omitting = False
 
     def add_secret(self, secret: str) -> None:
         if secret:
@@ -34,8 +45,21 @@ class Console:
         minutes, seconds = divmod(seconds, 60)
         return f"{minutes:02d}:{seconds:02d}"
 
-    def _write(self, text: str) -> None:
-        self._stream.write(self.scrub(text) + "\n")
+    def _write(self, text: str, limit: int = LINE_CHARS, always: bool = False) -> None:
+        line = self.scrub(text)
+        if len(line) > limit:
+            line = line[: limit - 1] + "…"
+        size = len(line.encode("utf-8", "replace")) + 1
+        if not always and self.written + size > BUDGET_BYTES:
+            if not self._omitting:
+                self._omitting = True
+                self._emit("note: further progress lines omitted to keep this output small")
+            return
+        self._emit(line)
+
+    def _emit(self, line: str) -> None:
+        self.written += len(line.encode("utf-8", "replace")) + 1
+        self._stream.write(line + "\n")
         self._stream.flush()
 
     def stage(self, text: str) -> None:
@@ -47,11 +71,11 @@ class Console:
     def raw(self, text: str) -> None:
         self._write(text)
 
-    def note(self, text: str) -> None:
-        self._write(f"note: {text}")
+    def note(self, text: str, always: bool = False) -> None:
+        self._write(f"note: {text}", always=always)
 
     def warn(self, text: str) -> None:
-        self._write(f"warning: {text}")
+        self._write(f"warning: {text}", limit=ERROR_CHARS, always=True)
 
     def error(self, text: str) -> None:
-        self._write(f"error: {text}")
+        self._write(f"error: {text}", limit=ERROR_CHARS, always=True)

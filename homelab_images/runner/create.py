@@ -9,19 +9,20 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 from homelab_images.contract.build_spec import BuildSpec
 from homelab_images.contract.ownership import Ownership, build_tags
 from homelab_images.contract.proxmox_plugin import CD_CLEANUP_PRIVILEGE
 from homelab_images.contract.result import BuildResult
 from homelab_images.runner import preflight, provenance
+from homelab_images.runner.build_log import debug_log_requested
 from homelab_images.runner.env import Credentials
 from homelab_images.runner.errors import Interrupted, RunnerError
 from homelab_images.runner.inventory import Guest, list_guests, owned_by_image
 from homelab_images.runner.packer_run import (
     BUILD_ARGS,
     INIT_ARGS,
+    BuildDirectory,
     PackerRun,
     build_directory,
     find_packer,
@@ -39,6 +40,7 @@ from homelab_images.runner.vmids import Claims, allocate, id_free_on_cluster
 
 # A VM ID lost to a racing build is retried with the next free one, this many times in all.
 ID_ATTEMPTS = 3
+FAILURE_TAIL_LINES = 30
 BUILD_ERRORED = re.compile(r"Build '[^']*' errored after [^:]*: (?P<message>.+)")
 PACKER_ERROR = re.compile(r"(?:^|: )(?:Error|error)\b.*")
 ID_TAKEN = re.compile(r"VM \d+ already exists|already exists on node", re.I)
@@ -125,62 +127,106 @@ def diagnose(run: PackerRun, where: str, creds: Credentials) -> RunnerError:
     return RunnerError(
         f"Packer build failed (exit {run.exit_code}): {packer_error(run)}",
         where,
-        "see Packer's output above; the runner removed the build VM, run pulumi up again once fixed",
+        "see Packer's last lines above and its full log; the runner removed the build VM, "
+        "run pulumi up again once fixed",
     )
 
 
-def _packer(ctx: Context, args: tuple[str, ...], directory: Path, env: Mapping[str, str], deadline: float) -> PackerRun:
+def _packer(
+    ctx: Context, args: tuple[str, ...], build: BuildDirectory, env: Mapping[str, str], deadline: float
+) -> PackerRun:
     return run_packer_command(
-        find_packer(ctx.environ), args, directory, env, ctx.console, ctx.hub, deadline, ctx.tuning.kill_grace_seconds
+        find_packer(ctx.environ),
+        args,
+        build.path,
+        env,
+        ctx.console,
+        ctx.hub,
+        deadline,
+        ctx.tuning.kill_grace_seconds,
+        build.log,
+        build.guardian,
     )
+
+
+def show_tail(ctx: Context, run: PackerRun) -> None:
+    """Packer's last lines on stderr, bounded (stderr is passed back to the next update as one variable)."""
+    lines = list(run.tail)[-FAILURE_TAIL_LINES:]
+    if lines:
+        ctx.console.note(f"Packer's last {len(lines)} lines:")
+        for line in lines:
+            ctx.console.raw(f"  | {line}")
 
 
 def build_once(ctx: Context, vmid: int, description: str, tags: list[str], deadline: float) -> tuple[int, float]:
-    """One ``packer init`` + ``packer build`` as VM ``vmid``; returns (template VM ID, Packer seconds)."""
+    """One ``packer init`` + ``packer build`` as VM ``vmid``; returns (template VM ID, Packer seconds).
+
+    Packer's full log is kept (scrubbed) when the build fails, or when ``PACKER_LOG`` asked for it."""
+    console = ctx.console
+    with build_directory(
+        ctx.tuning.log_dir, ctx.spec.image, vmid, console.scrub, ctx.tuning.kill_grace_seconds
+    ) as build:
+        try:
+            result = _build_in(ctx, build, vmid, description, tags, deadline)
+        except BaseException:
+            kept = build.log.keep(console.scrub)
+            console.note(f"Packer's full log (secrets removed): {kept}", always=True)
+            raise
+        if debug_log_requested(ctx.environ):
+            kept = build.log.keep(console.scrub)
+            console.note(f"Packer's full log with its debug output (secrets removed): {kept}", always=True)
+        return result
+
+
+def _build_in(
+    ctx: Context, build: BuildDirectory, vmid: int, description: str, tags: list[str], deadline: float
+) -> tuple[int, float]:
     spec, console = ctx.spec, ctx.console
     where = f"VM {vmid} on node {spec.node}"
-    with build_directory() as directory:
-        files = write_build_files(spec, directory)
-        env = packer_environment(ctx.environ, ctx.creds, ctx.ca_bundle, vmid, files, description, tags)
-        console.stage("packer init")
-        init = _packer(ctx, INIT_ARGS, directory, packer_init_environment(ctx.environ, env), deadline)
-        if init.signum is not None:
-            raise Interrupted(init.signum)
-        if not init.ok:
-            raise RunnerError(
-                f"packer init failed (exit {init.exit_code})" + (" after the timeout" if init.timed_out else ""),
-                "the machine running pulumi up",
-                "it installs github.com/hashicorp/proxmox: check access to GitHub releases and the output above",
-            )
-        # Re-checked as late as possible: another machine may have taken the ID since allocation.
-        if not id_free_on_cluster(ctx.api, ctx.retry, vmid):
+    directory = build.path
+    files = write_build_files(spec, directory)
+    env = packer_environment(ctx.environ, ctx.creds, ctx.ca_bundle, vmid, files, description, tags)
+    console.stage("packer init")
+    init = _packer(ctx, INIT_ARGS, build, packer_init_environment(ctx.environ, env), deadline)
+    if init.signum is not None:
+        raise Interrupted(init.signum)
+    if not init.ok:
+        show_tail(ctx, init)
+        raise RunnerError(
+            f"packer init failed (exit {init.exit_code})" + (" after the timeout" if init.timed_out else ""),
+            "the machine running pulumi up",
+            "it installs github.com/hashicorp/proxmox: check access to GitHub releases and Packer's last lines above",
+        )
+    # Re-checked as late as possible: another machine may have taken the ID since allocation.
+    if not id_free_on_cluster(ctx.api, ctx.retry, vmid):
+        raise IdTaken()
+    console.stage(f"packer build: {spec.template_name} as VM {vmid} on {spec.node}")
+    run = _packer(ctx, BUILD_ARGS, build, env, deadline)
+    if run.signum is not None:
+        raise Interrupted(run.signum)
+    if run.timed_out:
+        show_tail(ctx, run)
+        raise RunnerError(
+            f"the build exceeded its timeout of {_duration(timeout_seconds(ctx))}",
+            where,
+            "the runner removed the build VM; see the last stage above, or raise homelab-images:build.timeoutMinutes",
+        )
+    if run.exit_code != 0:
+        if any(ID_TAKEN.search(line) for line in run.tail):
             raise IdTaken()
-        console.stage(f"packer build: {spec.template_name} as VM {vmid} on {spec.node}")
-        run = _packer(ctx, BUILD_ARGS, directory, env, deadline)
-        if run.signum is not None:
-            raise Interrupted(run.signum)
-        if run.timed_out:
-            raise RunnerError(
-                f"the build exceeded its timeout of {_duration(timeout_seconds(ctx))}",
-                where,
-                "the runner removed the build VM; see the last stage above, "
-                "or raise homelab-images:build.timeoutMinutes",
-            )
-        if run.exit_code != 0:
-            if any(ID_TAKEN.search(line) for line in run.tail):
-                raise IdTaken()
-            if finished_despite_packer(ctx, run, vmid, tags):
-                return vmid, init.seconds + run.seconds
-            raise diagnose(run, where, ctx.creds)
-        artifact = read_manifest(directory)
-        if artifact != vmid:
-            raise LeftForInspection(
-                f"Packer reported template {artifact}, but it was asked to build VM {vmid}",
-                where,
-                f"check that the template passes vm_id from var.vm_id; VM {artifact} and VM {vmid} (if it exists) "
-                "are left for inspection",
-            )
-        return artifact, init.seconds + run.seconds
+        if finished_despite_packer(ctx, run, vmid, tags):
+            return vmid, init.seconds + run.seconds
+        show_tail(ctx, run)
+        raise diagnose(run, where, ctx.creds)
+    artifact = read_manifest(directory)
+    if artifact != vmid:
+        raise LeftForInspection(
+            f"Packer reported template {artifact}, but it was asked to build VM {vmid}",
+            where,
+            f"check that the template passes vm_id from var.vm_id; VM {artifact} and VM {vmid} (if it exists) "
+            "are left for inspection",
+        )
+    return artifact, init.seconds + run.seconds
 
 
 def finished_despite_packer(ctx: Context, run: PackerRun, vmid: int, tags: list[str]) -> bool:

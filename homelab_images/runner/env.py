@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from homelab_images.contract.commands import ENDPOINT_VAR, TOKEN_VAR
+from homelab_images.contract.commands import CURRENT_TOKEN_VAR, ENDPOINT_VAR, TOKEN_VAR
 from homelab_images.contract.endpoint import https_url_parts
 from homelab_images.contract.stack_keys import ENDPOINT_KEY, SET_TOKEN, TOKEN_KEY
+from homelab_images.runner.build_log import default_log_dir
 from homelab_images.runner.errors import EXIT_INVALID, RunnerError
 
 PREVIOUS_STDOUT_VAR = "PULUMI_COMMAND_STDOUT"
@@ -76,9 +77,14 @@ def _endpoint(raw: str) -> tuple[str, str, int]:
     return f"https://{host}:{port}/", host, port
 
 
+def token_text(environ: Mapping[str, str]) -> str:
+    """The current token if the shell running pulumi sets one, else the token stored with the Command."""
+    return environ.get(CURRENT_TOKEN_VAR) or environ.get(TOKEN_VAR, "")
+
+
 def read_credentials(environ: Mapping[str, str]) -> Credentials:
     endpoint_raw = environ.get(ENDPOINT_VAR, "")
-    token_raw = environ.get(TOKEN_VAR, "")
+    token_raw = token_text(environ)
     if not endpoint_raw:
         raise RunnerError(f"{ENDPOINT_VAR} is not set", _WHERE, f"set {ENDPOINT_KEY} in the stack config", EXIT_INVALID)
     if not token_raw:
@@ -121,6 +127,7 @@ class Tuning:
     retry_base_seconds: float = 0.5
     kill_grace_seconds: float = 90.0
     state_dir: Path = Path(".")
+    log_dir: Path = Path(".")
 
 
 def read_tuning(environ: Mapping[str, str]) -> Tuning:
@@ -133,4 +140,5 @@ def read_tuning(environ: Mapping[str, str]) -> Tuning:
         retry_base_seconds=retry,
         kill_grace_seconds=grace,
         state_dir=Path(state) if state else default_state_dir(environ),
+        log_dir=default_log_dir(environ),
     )

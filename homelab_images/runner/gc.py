@@ -18,6 +18,7 @@ from homelab_images.contract.commands import ENDPOINT_VAR, TOKEN_VAR
 from homelab_images.contract.gc_request import GcRequest
 from homelab_images.contract.ownership import Ownership
 from homelab_images.runner.console import Console
+from homelab_images.runner.env import token_text
 from homelab_images.runner.errors import EXIT_INVALID, RunnerError
 from homelab_images.runner.inventory import Guest, detail, list_guests, newest_first
 from homelab_images.runner.proxmox import Api, ApiError, Retrier, explain
@@ -71,7 +72,7 @@ def run_gc(request: GcRequest, apply: bool, out: TextIO, environ: Mapping[str, s
     environ = dict(os.environ if environ is None else environ)
     environ.setdefault(ENDPOINT_VAR, request.endpoint)
     console = Console()
-    if not environ.get(TOKEN_VAR):
+    if not token_text(environ):
         raise RunnerError(
             f"{TOKEN_VAR} is not set",
             "homelab-images gc",

@@ -2,27 +2,26 @@
 
 Secrets travel only through Packer's environment: the API token as
 PROXMOX_TOKEN, the per-build SSH key as a file in the 0700 build directory.
-Packer's output is echoed to stderr (scrubbed) with progress lines, so a user
-watching ``pulumi up`` sees which stage a long build is in.
+Packer's output goes to the build log (build_log.py); stderr gets the stage it
+is in, so a user watching ``pulumi up`` sees where a long build is.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -39,9 +38,11 @@ from homelab_images.contract.packer_files import (
     VAR_TAGS,
     VAR_VM_ID,
 )
+from homelab_images.runner.build_log import BuildLog, packer_log_environment
 from homelab_images.runner.console import Console
 from homelab_images.runner.env import Credentials
 from homelab_images.runner.errors import RunnerError
+from homelab_images.runner.guardian import Guardian
 from homelab_images.runner.signals import SignalHub, forward
 
 PRIVATE_KEY_FILE = "build_ssh_key"
@@ -50,7 +51,7 @@ INIT_ARGS = ("init", TEMPLATE_FILE)
 BUILD_ARGS = ("build", "-color=false", "-on-error=cleanup", "-timestamp-ui", TEMPLATE_FILE)
 HEARTBEAT_SECONDS = 60.0
 TAIL_LINES = 200
-STRAGGLER_SECONDS = 5.0
+POLL_SECONDS = 0.25
 # What Packer may see of the runner's own environment: nothing else reaches it (the runner's
 # environment can hold Pulumi's passphrase, cloud credentials and the provider's password).
 # Packer's own variables: hashicorp/packer v1.11.2 website/content/docs/configure.mdx.
@@ -128,15 +129,27 @@ def generate_key_pair() -> KeyPair:
     return KeyPair(private, public.decode() + " homelab-images-build")
 
 
+@dataclass(frozen=True)
+class BuildDirectory:
+    path: Path
+    log: BuildLog
+    guardian: Guardian
+
+
 @contextmanager
-def build_directory() -> Iterator[Path]:
-    """A private (0700) directory that is removed however the build ends."""
+def build_directory(
+    log_dir: Path, image: str, vmid: int, scrub: Callable[[str], str], kill_grace: float
+) -> Iterator[BuildDirectory]:
+    """A private (0700) directory that is removed however the build ends, the runner's death included."""
     directory = Path(tempfile.mkdtemp(prefix="homelab-images-build-"))
+    log = BuildLog.for_build(directory, log_dir, image, vmid)
+    guardian = Guardian.start(directory, log, scrub, kill_grace)
     try:
         directory.chmod(0o700)
-        yield directory
+        yield BuildDirectory(directory, log, guardian)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+        guardian.stop()
 
 
 @dataclass(frozen=True)
@@ -171,6 +184,7 @@ def packer_environment(
 ) -> dict[str, str]:
     """``packer build``'s whole environment: the allowed part of ``base`` and what the build needs."""
     env = {key: value for key, value in base.items() if key in PASSED_TO_PACKER}
+    env.update(packer_log_environment(base))
     env.update(
         {
             "PROXMOX_URL": creds.packer_url,
@@ -211,10 +225,11 @@ class PackerRun:
         return self.exit_code == 0 and not self.timed_out and self.signum is None
 
 
-def _pump(stream: object, lines: queue.Queue[str | None]) -> None:
-    for line in stream:  # type: ignore[attr-defined]
-        lines.put(line)
-    lines.put(None)
+def _lines(handle: TextIO, pending: str) -> tuple[list[str], str]:
+    """Complete lines appended to Packer's output file since the last read, and the unfinished rest."""
+    text = pending + handle.read()
+    *lines, rest = text.split("\n")
+    return lines, rest
 
 
 def run_packer(
@@ -226,44 +241,44 @@ def run_packer(
     hub: SignalHub,
     deadline: float,
     kill_grace: float,
+    log: BuildLog,
+    guardian: Guardian | None = None,
 ) -> PackerRun:
-    """One Packer command: streamed, bounded by ``deadline`` (monotonic), signals forwarded to its group."""
+    """One Packer command: its output into the build log, stages to stderr, bounded by ``deadline``
+    (monotonic), signals forwarded to its process group."""
     started = time.monotonic()
-    process = subprocess.Popen(
-        [packer, *args],
-        cwd=directory,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        bufsize=1,
-        start_new_session=True,
-    )
     result = PackerRun(exit_code=None, seconds=0.0)
-    lines: queue.Queue[str | None] = queue.Queue()
-    reader = threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True)
-    reader.start()
+    output_fd = log.open_for_packer()
+    offset = os.fstat(output_fd).st_size
     stage: str | None = None
     last_news = time.monotonic()
     kill_at: float | None = None
-    eof = False
-    exited_at: float | None = None
-    with hub.forwarding_to(process.pid):
-        if hub.received is not None:
-            forward(process.pid, hub.received)
+    with hub.forwarding() as forward_to, open(log.raw, encoding="utf-8", errors="replace") as output:
+        output.seek(offset)
+        try:
+            process = subprocess.Popen(
+                [packer, *args],
+                cwd=directory,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=output_fd,
+                stderr=output_fd,
+                start_new_session=True,
+                # Only the main thread runs here, so preexec_fn is safe.
+                preexec_fn=guardian.announce_self if guardian else None,
+            )
+        finally:
+            os.close(output_fd)
+        forward_to(process.pid)
+        pending = ""
         while True:
-            try:
-                line = lines.get(timeout=0.25)
-            except queue.Empty:
-                line = ""
-            if line is None:
-                eof = True
-            elif line:
-                text = console.scrub(line.rstrip("\n"))
+            exited = process.poll() is not None
+            lines, pending = _lines(output, pending)
+            if exited and pending:
+                lines, pending = [*lines, pending], ""
+            for line in lines:
+                text = console.scrub(line.rstrip("\r"))
                 result.tail.append(text)
-                console.raw(text)
                 found = stage_of(text)
                 if found and found != stage:
                     stage = found
@@ -274,6 +289,8 @@ def run_packer(
                 result.signum = hub.received
                 kill_at = now + kill_grace
                 console.stage(f"signal {hub.received} forwarded to Packer; waiting for it to clean up")
+            if exited:
+                break
             if now > deadline and not result.timed_out and result.signum is None:
                 result.timed_out = True
                 kill_at = now + kill_grace
@@ -286,18 +303,7 @@ def run_packer(
             if stage and now - last_news > HEARTBEAT_SECONDS:
                 console.still(stage)
                 last_news = now
-            if eof:
-                try:
-                    process.wait(timeout=0.25)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-            if process.poll() is not None:
-                exited_at = exited_at or now
-                if now - exited_at > STRAGGLER_SECONDS:
-                    # Packer exited but a plugin process still holds the pipe open.
-                    forward(process.pid, signal.SIGKILL)
-    process.wait()
+            time.sleep(POLL_SECONDS)
     result.exit_code = process.returncode
     result.seconds = time.monotonic() - started
     return result

@@ -11,7 +11,7 @@ from homelab_images.runner.errors import RunnerError
 from homelab_images.runner.inventory import read_config
 from homelab_images.runner.proxmox import Api, ApiError, Kind, Retrier
 
-_TODO = "the runner removed the build VM; look at Packer's output above and run pulumi up again"
+_TODO = "the runner removed the build VM; Packer's full log is kept (see the note above); run pulumi up again"
 CHECKED_TASKS = ("qmcreate", "qmtemplate")
 
 

@@ -88,13 +88,23 @@ def test_build_command_contract(run: Any) -> None:
         assert source["boot_iso"]["iso_file"] == f"{PROXMOX['isoStorage']}:iso/{iso_file}"
 
 
-def test_triggers_are_the_named_fingerprint_parts(run: Any) -> None:
+def test_triggers_are_the_named_fingerprint_parts_and_the_placement(run: Any) -> None:
+    """A trigger change replaces the Command (a new build); moving node or storage must build there."""
     for name, image in SHIPPED_IMAGES.items():
         command = _build_of(run, name)
-        (parts,) = command.inputs["triggers"]
+        parts, placement = command.inputs["triggers"]
         expected = set(PART_NAMES) if image.get("rebuildEvery") else set(ALWAYS_PRESENT)
         assert set(parts) == expected
-        assert parts == json.loads(command.inputs["stdin"])["fingerprint_parts"]
+        spec = json.loads(command.inputs["stdin"])
+        assert parts == spec["fingerprint_parts"]
+        assert (
+            placement
+            == {"node": PROXMOX["node"], "vmStorage": PROXMOX["vmStorage"]}
+            == {
+                "node": spec["node"],
+                "vmStorage": spec["vm_storage"],
+            }
+        )
 
 
 def test_token_is_secret_everywhere(run: Any) -> None:

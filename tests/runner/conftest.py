@@ -1,8 +1,10 @@
 """Fixtures for the runner against fakepve, run exactly as pulumi-command runs it.
 
-The command strings from ``homelab_images.contract.commands`` run through ``/bin/sh -c``
-in the project root, with the spec on stdin and the Proxmox endpoint and token
-in the environment. ``packer`` on PATH is the stand-in in tests/fakes.
+The command strings, environment and triggers from ``homelab_images.contract.commands``
+run through tests/engine.py, the model of pulumi-command and the Pulumi engine:
+``/bin/sh -c`` in the project root, the spec on stdin, the Proxmox endpoint and
+token in the Command's environment on top of the shell's. ``packer`` on PATH is
+the stand-in in tests/fakes.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +25,13 @@ from typing import Any
 import pytest
 
 from homelab_images.contract.build_spec import BuildSpec
-from homelab_images.contract.commands import CREATE_COMMAND, DELETE_COMMAND, UPDATE_COMMAND
+from homelab_images.contract.commands import (
+    CREATE_COMMAND,
+    DELETE_COMMAND,
+    UPDATE_COMMAND,
+    build_triggers,
+    command_environment,
+)
 from homelab_images.core.plan import plan_stack
 from homelab_images.core.stackfile import load_stack_file
 from homelab_images.runner.preflight import (
@@ -35,6 +42,7 @@ from homelab_images.runner.preflight import (
     VM_STORAGE_PRIVILEGES,
     vm_privileges,
 )
+from tests.engine import CommandInputs, CommandProvider, Run, Running, Stack, Step
 
 REPO = Path(__file__).resolve().parents[2]
 STAND_IN_PACKER = REPO / "tests" / "fakes" / "packer"
@@ -81,44 +89,26 @@ def pve(fakepve: Any) -> Any:
     return fakepve
 
 
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def result(self) -> dict[str, Any]:
-        lines = [line for line in self.stdout.splitlines() if line.strip()]
-        assert lines, f"no result line; stderr:\n{self.stderr}"
-        value: dict[str, Any] = json.loads(lines[-1])
-        return value
-
-    @property
-    def errors(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.startswith("error: ")]
-
-    @property
-    def warnings(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.startswith("warning: ")]
-
-    def assert_clean(self) -> None:
-        """No secret anywhere the user or Pulumi state sees, and no traceback."""
-        for text in (self.stdout, self.stderr):
-            assert SECRET not in text
-            assert "Traceback" not in text
-            assert "PRIVATE KEY" not in text
+COMMAND_ENV = frozenset(command_environment("", ""))
 
 
 @dataclass
 class Runner:
-    """Runs the runner as pulumi-command does; one per test."""
+    """Runs the build command as pulumi-command does (tests/engine.py); one per test.
+
+    Keyword arguments named like the Command's ``environment`` (PROXMOX_VE_*) change that
+    input; any other goes into the environment of the shell running ``pulumi``.
+    """
 
     pve: Any
     cafile: str
     root: Path
     spec: BuildSpec
     extra_env: dict[str, str] = field(default_factory=dict)
+    stack: Stack = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stack = Stack(self.provider())
 
     @property
     def tmp(self) -> Path:
@@ -128,7 +118,12 @@ class Runner:
     def record_file(self) -> Path:
         return self.root / "packer-calls.jsonl"
 
-    def env(self, **extra: str) -> dict[str, str]:
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    def shell_env(self, **extra: str) -> dict[str, str]:
+        """The environment of the shell that runs ``pulumi`` (the provider inherits it)."""
         bin_dir = self.root / "bin"
         env = {
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -136,10 +131,9 @@ class Runner:
             "TMPDIR": str(self.tmp),
             "HOMELAB_IMAGES_PYTHON": sys.executable,
             "HOMELAB_IMAGES_STATE_DIR": str(self.root / "state"),
+            "HOMELAB_IMAGES_LOG_DIR": str(self.log_dir),
             "HOMELAB_IMAGES_RETRY_BASE_SECONDS": "0.05",
             "HOMELAB_IMAGES_KILL_GRACE_SECONDS": "5",
-            "PROXMOX_VE_ENDPOINT": f"https://127.0.0.1:{self.pve.port}/",
-            "PROXMOX_VE_API_TOKEN": f"{TOKEN_ID}={SECRET}",
             "FAKE_PACKER_RECORD": str(self.record_file),
         }
         env.update(self.extra_env)
@@ -158,52 +152,66 @@ class Runner:
         lines = [f"export {key}={shlex.quote(value)}" for key, value in sorted(settings.items())]
         self.stand_in_settings.write_text("".join(line + "\n" for line in lines))
 
-    def stdin(self, spec: BuildSpec | None) -> str:
-        return (spec or self.spec).to_json()
+    def env(self, **extra: str) -> dict[str, str]:
+        """Everything a command run by hand (gc, the CLI) would have: the shell's and the Command's variables."""
+        return {**self.shell_env(), **self.inputs().environment, **extra}
 
-    def _run(self, command: str, spec: BuildSpec | None, env: dict[str, str]) -> Run:
-        done = subprocess.run(
-            ["/bin/sh", "-c", command],
-            input=self.stdin(spec),
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-            check=False,
+    def provider(self, **shell: str) -> CommandProvider:
+        return CommandProvider(self.shell_env(**shell), REPO, secrets=(SECRET,))
+
+    def inputs(self, spec: BuildSpec | None = None, **environment: str) -> CommandInputs:
+        """The Command's inputs as PackerBuild declares them."""
+        spec = spec or self.spec
+        env = command_environment(f"https://127.0.0.1:{self.pve.port}/", f"{TOKEN_ID}={SECRET}")
+        env.update(environment)
+        return CommandInputs(
+            create=CREATE_COMMAND,
+            update=UPDATE_COMMAND,
+            delete=DELETE_COMMAND,
+            stdin=spec.to_json(),
+            environment=env,
+            triggers=json.loads(json.dumps(build_triggers(spec))),
         )
-        return Run(done.returncode, done.stdout, done.stderr)
 
+    @staticmethod
+    def _split(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        command = {k: v for k, v in env.items() if k in COMMAND_ENV}
+        return command, {k: v for k, v in env.items() if k not in COMMAND_ENV}
+
+    # One provider operation each, for tests of a single step.
     def create(self, spec: BuildSpec | None = None, **env: str) -> Run:
-        return self._run(CREATE_COMMAND, spec, self.env(**env))
+        command, shell = self._split(env)
+        return self.provider(**shell).create(self.inputs(spec, **command))[0]
 
     def update(self, previous: Run, spec: BuildSpec | None = None, **env: str) -> Run:
-        return self._run(UPDATE_COMMAND, spec, self.env(PULUMI_COMMAND_STDOUT=previous.stdout, **env))
+        assert previous.recorded is not None, "update follows a successful create or update"
+        command, shell = self._split(env)
+        return self.provider(**shell).update(previous.recorded, self.inputs(spec, **command))[0]
 
-    def delete(self, previous: Run, spec: BuildSpec | None = None, **env: str) -> Run:
-        return self._run(
-            DELETE_COMMAND,
-            spec,
-            self.env(PULUMI_COMMAND_STDOUT=previous.stdout, PULUMI_COMMAND_STDERR=previous.stderr, **env),
-        )
+    def delete(self, previous: Run, spec: BuildSpec | None = None, **shell: str) -> Run:
+        """pulumi-command deletes with the old resource's inputs and outputs: only the shell can differ."""
+        assert previous.recorded is not None, "only a recorded resource is deleted"
+        assert spec is None or spec.to_json() == previous.recorded.inputs.stdin, "delete runs with the old spec"
+        return self.provider(**shell).delete(previous.recorded)
 
-    def start_create(self, spec: BuildSpec | None = None, **env: str) -> subprocess.Popen[str]:
-        """A create running in its own process group, like a terminal's foreground job."""
-        process = subprocess.Popen(
-            ["/bin/sh", "-c", CREATE_COMMAND],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=self.env(**env),
-            cwd=REPO,
-            text=True,
-            start_new_session=True,
-        )
-        assert process.stdin is not None
-        process.stdin.write(self.stdin(spec))
-        process.stdin.close()
-        process.stdin = None
-        return process
+    # Whole deployments of one build resource.
+    def up(self, spec: BuildSpec | None = None, **env: str) -> Step:
+        command, shell = self._split(env)
+        self.stack.provider = self.provider(**shell)
+        return self.stack.up(self.inputs(spec, **command))
+
+    def destroy(self, **shell: str) -> Step:
+        self.stack.provider = self.provider(**shell)
+        return self.stack.destroy()
+
+    def start_up(self, spec: BuildSpec | None = None, **env: str) -> Running:
+        command, shell = self._split(env)
+        self.stack.provider = self.provider(**shell)
+        return self.stack.start_up(self.inputs(spec, **command))
+
+    def start_create(self, spec: BuildSpec | None = None, **env: str) -> Running:
+        """A create run by hand from a terminal: its own process group, as a foreground job."""
+        return self.start_up(spec, **env)
 
     def packer_calls(self) -> list[dict[str, Any]]:
         if not self.record_file.exists():
@@ -212,6 +220,9 @@ class Runner:
 
     def leftover_files(self) -> list[str]:
         return sorted(p.name for p in self.tmp.iterdir())
+
+    def kept_logs(self) -> list[Path]:
+        return sorted(self.log_dir.glob("*.log")) if self.log_dir.exists() else []
 
 
 @pytest.fixture
@@ -226,13 +237,13 @@ def runner(pve: Any, fakepve_cafile: str, tmp_path: Path) -> Iterator[Runner]:
     yield Runner(pve, fakepve_cafile, tmp_path, spec)
 
 
-def finish(process: subprocess.Popen[str], timeout: float = COMMAND_TIMEOUT) -> Run:
-    stdout, stderr = process.communicate(timeout=timeout)
-    return Run(process.returncode, stdout, stderr)
+def finish(running: Running, timeout: float = COMMAND_TIMEOUT) -> Run:
+    return running.finish(timeout)
 
 
-def interrupt(process: subprocess.Popen[str], signum: int = signal.SIGINT) -> None:
-    os.killpg(process.pid, signum)
+def interrupt(running: Running, signum: int = signal.SIGINT) -> None:
+    """A signal to the command's process group, as a terminal sends Ctrl-C to its foreground job."""
+    os.killpg(running.process.pid, signum)
 
 
 def vms(pve: Any) -> dict[int, Any]:
@@ -273,5 +284,6 @@ def next_spec(spec: BuildSpec, version: str, fingerprint_char: str) -> BuildSpec
         version=version,
         template_name=name,
         fingerprint=fingerprint_char * 64,
+        fingerprint_parts={**spec.fingerprint_parts, "kickstart": fingerprint_char * 64},
         packer_template=template,
     )

@@ -1,4 +1,9 @@
-"""A user's `pulumi up` / `pulumi destroy` against Proxmox: build, update, replace, retire."""
+"""A user's `pulumi up` / `pulumi destroy` against Proxmox: build, update, replace, retire.
+
+Each test drives one build resource through tests/engine.py, the model of the Pulumi
+engine and pulumi-command, so every step runs with the inputs, environment and
+previous outputs the real engine gives it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ from tests.runner.conftest import SECRET, Runner, next_spec, tags_of, vms
 
 def test_clean_build_makes_a_verified_tagged_template_and_delete_removes_it(runner: Runner, pve: Any) -> None:
     spec = runner.spec
-    run = runner.create()
+    step = runner.up()
+    assert step.operation == "create"
+    run = step.run
 
     run.assert_clean()
     assert run.returncode == 0, run.stderr
@@ -42,7 +49,8 @@ def test_clean_build_makes_a_verified_tagged_template_and_delete_removes_it(runn
     assert "stage: preflight" in stderr
     assert "stage: installing the OS (waiting for SSH)" in stderr
     assert "stage: verifying template" in stderr
-    assert "==> proxmox-iso." in stderr, "Packer's own output is streamed to stderr"
+    assert "==> proxmox-iso." not in stderr, "Packer's own output goes to its log, not into Pulumi state"
+    assert runner.kept_logs() == [], "a successful build keeps no log"
 
     init, build = runner.packer_calls()
     assert init["argv"][0] == "init"
@@ -58,18 +66,23 @@ def test_clean_build_makes_a_verified_tagged_template_and_delete_removes_it(runn
         assert call["cwd"].startswith(str(runner.tmp))
     assert runner.leftover_files() == [], "the private build directory (and its key) is removed"
 
-    deleted = runner.delete(run)
+    destroyed = runner.destroy()
+    deleted = destroyed.run
     deleted.assert_clean()
     assert deleted.returncode == 0, deleted.stderr
+    assert deleted.env["PULUMI_COMMAND_STDOUT"] == run.stdout.rstrip("\n"), "delete gets the stored result"
     assert result["vmId"] not in vms(pve)
     assert "deleted template" in deleted.stderr
+    assert runner.stack.state is None
 
 
 def test_update_reverifies_the_template_and_reprints_the_result(runner: Runner, pve: Any, root: Any) -> None:
-    created = runner.create()
+    created = runner.up().run
     assert created.returncode == 0, created.stderr
 
-    updated = runner.update(created, runner.spec.replace(timeout_minutes=120))
+    step = runner.up(runner.spec.replace(timeout_minutes=120))
+    assert step.operation == "update", "a timeout is no reason to rebuild"
+    updated = step.run
     updated.assert_clean()
     assert updated.returncode == 0, updated.stderr
     assert updated.result == created.result
@@ -77,7 +90,7 @@ def test_update_reverifies_the_template_and_reprints_the_result(runner: Runner, 
 
     vmid = created.result["vmId"]
     root.nodes("pve1").qemu(vmid).delete()
-    vanished = runner.update(created)
+    vanished = runner.up().run
     assert vanished.returncode == 1
     assert vanished.errors == [
         f"error: the template built earlier no longer exists, VM {vmid} ({runner.spec.template_name}) on pve1: "
@@ -86,10 +99,11 @@ def test_update_reverifies_the_template_and_reprints_the_result(runner: Runner, 
 
 
 def test_rebuild_creates_the_new_template_first_and_retires_the_old_one(runner: Runner, pve: Any) -> None:
-    first = runner.create()
+    first = runner.up().run
     assert first.returncode == 0, first.stderr
-    second_spec = next_spec(runner.spec, "1.1.0", "b")
-    second = runner.create(second_spec)
+    replaced = runner.up(next_spec(runner.spec, "1.1.0", "b"))
+    assert replaced.operation == "replace"
+    second, retired = replaced.run, replaced.deleted
     assert second.returncode == 0, second.stderr
     old_id, new_id = first.result["vmId"], second.result["vmId"]
     assert new_id != old_id, "the replacement must not need the old template's ID"
@@ -97,16 +111,16 @@ def test_rebuild_creates_the_new_template_first_and_retires_the_old_one(runner: 
     assert second.result["retained"][0]["fingerprint"] == runner.spec.fingerprint
 
     # pulumi-command deletes the replaced resource with its old inputs and old stdout.
-    retired = runner.delete(first)
-    assert retired.returncode == 0, retired.stderr
+    assert retired is not None and retired.returncode == 0, retired and retired.stderr
+    assert retired.env["PULUMI_COMMAND_STDOUT"] == first.stdout.rstrip("\n")
     assert SUPERSEDED_TAG in tags_of(vms(pve)[old_id]), "retainPrevious=1 keeps it for rollback"
     assert SUPERSEDED_TAG not in tags_of(vms(pve)[new_id]), "the old one's delete never touches the new one"
 
-    third_spec = next_spec(runner.spec, "1.2.0", "c")
-    third = runner.create(third_spec)
+    again = runner.up(next_spec(runner.spec, "1.2.0", "c"))
+    third = again.run
     assert third.returncode == 0, third.stderr
     assert [r["vmId"] for r in third.result["retained"]] == [new_id]
-    assert runner.delete(second, second_spec).returncode == 0
+    assert again.deleted is not None and again.deleted.returncode == 0
     remaining = vms(pve)
     assert old_id not in remaining, "superseded templates beyond retainPrevious are pruned, oldest first"
     assert SUPERSEDED_TAG in tags_of(remaining[new_id])
@@ -115,19 +129,22 @@ def test_rebuild_creates_the_new_template_first_and_retires_the_old_one(runner: 
 
 def test_without_retention_the_replaced_template_is_deleted(runner: Runner, pve: Any) -> None:
     spec = runner.spec.replace(retain_previous=0)
-    first = runner.create(spec)
-    second = runner.create(next_spec(spec, "1.1.0", "d"))
+    assert runner.up(spec).ok
+    replaced = runner.up(next_spec(spec, "1.1.0", "d"))
+    second = replaced.run
     assert second.returncode == 0, second.stderr
     assert second.result["retained"] == []
-    assert runner.delete(first, spec).returncode == 0
+    assert replaced.ok
     assert set(vms(pve)) == {second.result["vmId"]}
 
 
 def test_version_bump_without_content_change_renames_instead_of_rebuilding(runner: Runner, pve: Any) -> None:
-    created = runner.create()
+    created = runner.up().run
     assert created.returncode == 0, created.stderr
     bumped = runner.spec.replace(version="1.0.1", template_name=runner.spec.template_name.replace("v1.0.0", "v1.0.1"))
-    updated = runner.update(created, bumped)
+    step = runner.up(bumped)
+    assert step.operation == "update"
+    updated = step.run
     updated.assert_clean()
     assert updated.returncode == 0, updated.stderr
     assert runner.packer_calls()[2:] == [], "same content: no Packer run"

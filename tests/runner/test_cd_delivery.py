@@ -37,11 +37,12 @@ def test_cd_delivery_without_datastore_allocate_stops_in_preflight_naming_it(run
 
 def test_cd_delivery_builds_and_leaves_no_iso_behind(runner: Runner, pve: Any) -> None:
     pve.grant(TOKEN_ID, "/storage/local", *CD_ISO_STORAGE_PRIVILEGES)
-    run = runner.create(cd_spec(runner))
+    run = runner.create(cd_spec(runner), PACKER_LOG="1")  # keeps Packer's log after success
     assert run.returncode == 0, run.stderr
     template = vms(pve)[run.result["vmId"]]
     assert "ide3" not in template.config, "the OEMDRV CD is unmounted from the template"
-    assert "Uploaded ISO to local:iso/packer" in run.stderr
+    (log,) = runner.kept_logs()
+    assert "Uploaded ISO to local:iso/packer" in log.read_text()
     assert iso_files(pve) == {ISO_FILE}, "the uploaded OEMDRV ISO is deleted"
 
 

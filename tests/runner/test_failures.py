@@ -29,6 +29,7 @@ def assert_failed_cleanly(run: Run, runner: Runner, pve: Any, code: int = 1) -> 
     run.assert_clean()
     assert run.returncode == code, run.stderr
     assert run.stdout == "", "a failed build prints no result"
+    assert runner.stack.state is None, "pulumi-command records nothing for a failed create"
     assert vms(pve) == {}, "a failed build leaves no VM behind"
     assert runner.leftover_files() == []
     assert len(run.errors) == 1, run.stderr
@@ -36,14 +37,14 @@ def assert_failed_cleanly(run: Run, runner: Runner, pve: Any, code: int = 1) -> 
 
 
 def test_packer_exiting_1_is_reported_with_its_error(runner: Runner, pve: Any) -> None:
-    error = assert_failed_cleanly(runner.create(FAKE_PACKER_FAIL_AT="provision"), runner, pve)
+    error = assert_failed_cleanly(runner.up(FAKE_PACKER_FAIL_AT="provision").run, runner, pve)
     assert error.startswith("error: Packer build failed (exit 1): ")
     assert "Script exited with non-zero exit status: 1" in error
     assert "VM 9000 on node pve1" in error
 
 
 def test_what_packer_leaves_behind_the_runner_removes(runner: Runner, pve: Any) -> None:
-    run = runner.create(FAKE_PACKER_FAIL_AT="provision", FAKE_PACKER_LEAVE_VM="1")
+    run = runner.up(FAKE_PACKER_FAIL_AT="provision", FAKE_PACKER_LEAVE_VM="1").run
     assert_failed_cleanly(run, runner, pve)
     assert "removed the unfinished build VM 9000 that Packer left behind" in run.stderr
 
@@ -68,23 +69,23 @@ def test_interrupted_build_is_forwarded_to_packer_and_cleaned_up(
     wait_until_building(pve, pidfile)
     interrupt(process, signum)
     run = finish(process)
-    # /bin/sh dies of the signal too (it does not exec the runner); the runner still finishes its cleanup.
-    assert run.returncode in (-signum, 128 + signum)
-    error = assert_failed_cleanly(run, runner, pve, code=run.returncode)
+    # The shell execs the runner, so the exit status is the runner's own.
+    error = assert_failed_cleanly(run, runner, pve, code=128 + signum)
     assert f"interrupted by {signal.Signals(signum).name}" in error
     assert "forwarded to Packer" in run.stderr
-    assert "build was cancelled" in run.stderr, "Packer itself saw the signal"
+    (log,) = runner.kept_logs()
+    assert "build was cancelled" in log.read_text(), "Packer itself saw the signal"
 
 
 def test_timeout_interrupts_packer_and_removes_the_vm(runner: Runner, pve: Any) -> None:
-    run = runner.create(FAKE_PACKER_HANG="1", FAKE_PACKER_LEAVE_VM="1", HOMELAB_IMAGES_TIMEOUT_SECONDS="1.5")
+    run = runner.up(FAKE_PACKER_HANG="1", FAKE_PACKER_LEAVE_VM="1", HOMELAB_IMAGES_TIMEOUT_SECONDS="1.5").run
     error = assert_failed_cleanly(run, runner, pve)
     assert error.startswith("error: the build exceeded its timeout of 1.5 seconds, VM 9000 on node pve1")
     assert "timeout reached: interrupting Packer" in run.stderr
 
 
 def test_result_is_read_from_the_manifest_never_guessed(runner: Runner, pve: Any) -> None:
-    error = assert_failed_cleanly(runner.create(FAKE_PACKER_NO_MANIFEST="1"), runner, pve)
+    error = assert_failed_cleanly(runner.up(FAKE_PACKER_NO_MANIFEST="1").run, runner, pve)
     assert error.startswith("error: Packer reported success but wrote no manifest")
 
 
@@ -103,7 +104,7 @@ def test_manifest_naming_another_vm_keeps_both_for_inspection(runner: Runner, pv
 
 def test_full_storage_is_reported_and_not_retried(runner: Runner, pve: Any) -> None:
     pve.storages["local-lvm"]["avail"] = 10 * 1024**3
-    run = runner.create()
+    run = runner.up().run
     error = assert_failed_cleanly(run, runner, pve)
     assert error.startswith("error: Packer build failed: storage is full (No space left on device)")
     assert len(runner.packer_calls()) == 2, "packer init + one build: a full storage is not retried"
@@ -111,7 +112,7 @@ def test_full_storage_is_reported_and_not_retried(runner: Runner, pve: Any) -> N
 
 def test_vm_id_held_by_a_foreign_vm_is_skipped_and_left_alone(runner: Runner, pve: Any, root: Any) -> None:
     make_vm(root, 9000, "someone-elses-vm")
-    run = runner.create()
+    run = runner.up().run
     assert run.returncode == 0, run.stderr
     assert run.result["vmId"] == 9001
     foreign = vms(pve)[9000]
@@ -122,7 +123,7 @@ def test_range_full_of_foreign_vms_is_a_clear_error(runner: Runner, pve: Any, ro
     range_ = runner.spec.vm_id_range.replace(first=9000, last=9001)
     make_vm(root, 9000, "db-1")
     make_vm(root, 9001, "db-2")
-    run = runner.create(runner.spec.replace(vm_id_range=range_))
+    run = runner.up(runner.spec.replace(vm_id_range=range_)).run
     assert run.returncode == 1
     assert run.errors[0].startswith(
         "error: no free VM ID in vmIdRange 9000-9001 (held by VMs not built by this program: 9000, 9001), "
@@ -133,7 +134,7 @@ def test_range_full_of_foreign_vms_is_a_clear_error(runner: Runner, pve: Any, ro
 
 def test_template_name_held_by_a_foreign_vm_is_a_clear_error(runner: Runner, pve: Any, root: Any) -> None:
     make_vm(root, 120, runner.spec.template_name)
-    run = runner.create()
+    run = runner.up().run
     assert run.returncode == 1
     assert run.errors[0].startswith(
         f"error: the template name {runner.spec.template_name} is taken by VM 120 ({runner.spec.template_name}) "
@@ -143,7 +144,7 @@ def test_template_name_held_by_a_foreign_vm_is_a_clear_error(runner: Runner, pve
 
 
 def test_id_taken_by_a_racing_build_moves_on_to_the_next_id(runner: Runner, pve: Any) -> None:
-    run = runner.create(FAKE_PACKER_RACE=str(runner.root / "raced"))
+    run = runner.up(FAKE_PACKER_RACE=str(runner.root / "raced")).run
     run.assert_clean()
     assert run.returncode == 0, run.stderr
     assert run.result["vmId"] == 9001
@@ -157,7 +158,7 @@ def test_leftover_of_a_crashed_build_is_removed_before_the_next_build(runner: Ru
     crashed = build_tags(spec.image, spec.version, "e" * 64)
     make_vm(root, 9000, spec.template_name, tags=join_tags(crashed))
     root.nodes("pve1").qemu(9000).status.start.post()
-    run = runner.create()
+    run = runner.up().run
     assert run.returncode == 0, run.stderr
     assert (
         "removing the leftover of an earlier failed or interrupted build: VM 9000 "
