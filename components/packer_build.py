@@ -52,7 +52,7 @@ class PackerBuild(pulumi.ComponentResource):
             delete=DELETE_COMMAND,
             stdin=args.spec.to_json(),
             environment=command_environment(args.endpoint, args.api_token),
-            triggers=build_triggers(args.spec),
+            triggers=build_triggers(args.spec.fingerprint_parts, args.spec.node, args.spec.vm_storage),
             add_previous_output_in_env=True,
             # pulumi-command replaces the resource when a trigger changes
             # (replaceOnChanges triggers[*]): the new template is built before

@@ -9,9 +9,8 @@ then the runner itself and not a shell the runner would outlive.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TypeVar
-
-from homelab_images.contract.build_spec import BuildSpec
 
 # Stable from now on: every stack that built an image keeps these in its state and runs the
 # stored delete when the build is replaced (docs/build-runner.md).
@@ -36,11 +35,11 @@ def command_environment(endpoint: str, api_token: Token) -> dict[str, str | Toke
     return {ENDPOINT_VAR: endpoint, TOKEN_VAR: api_token}
 
 
-def build_triggers(spec: BuildSpec) -> list[dict[str, str]]:
+def build_triggers(fingerprint_parts: Mapping[str, str], node: str, vm_storage: str) -> list[dict[str, str]]:
     """The Command's ``triggers``: a change replaces it, i.e. builds a new template.
 
     The fingerprint parts (what the template contains) and where it is built:
     moving to another node or VM storage must build there, not update in place.
     One small named map each, so ``pulumi preview --diff`` names what changed.
     """
-    return [dict(sorted(spec.fingerprint_parts.items())), {"node": spec.node, "vmStorage": spec.vm_storage}]
+    return [dict(sorted(fingerprint_parts.items())), {"node": node, "vmStorage": vm_storage}]

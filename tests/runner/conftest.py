@@ -170,7 +170,7 @@ class Runner:
             delete=DELETE_COMMAND,
             stdin=spec.to_json(),
             environment=env,
-            triggers=json.loads(json.dumps(build_triggers(spec))),
+            triggers=json.loads(json.dumps(build_triggers(spec.fingerprint_parts, spec.node, spec.vm_storage))),
         )
 
     @staticmethod
