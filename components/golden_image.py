@@ -152,6 +152,7 @@ def template_output(
         "k3sVersion": plan.image.k3s.version,
         "builtAt": result.get("builtAt"),
         "retained": _retained(result, node, lock),
+        "smoke": result.get("smoke"),
     }
     if nodes:
         entry["nodes"] = {

@@ -47,3 +47,7 @@ class BuildSpec(Record):
     kickstart_delivery: str
     packer_template: dict[str, Any]
     scripts: dict[str, str]
+    # Defaults keep a spec stored before these settings existed readable (delete runs with the old stdin).
+    smoke_test: bool = True
+    smoke_timeout_minutes: int = Field(default=15, ge=1)
+    keep_failed_templates: bool = False

@@ -23,6 +23,10 @@ PACKER_TAG_SEPARATOR = ";"
 PENDING_TAG = "build-pending"
 # Set on a template that a newer build replaced but that is kept (rollback or in use).
 SUPERSEDED_TAG = "superseded"
+# Set on the temporary clone a build boots to smoke-test its template; it never outlives the build.
+SMOKE_TAG = "smoke-test"
+# Set on a template kept for inspection after failing its smoke test (keepFailedTemplates); never promoted.
+SMOKE_FAILED_TAG = "smoke-failed"
 
 FINGERPRINT_TAG_CHARS = 16
 
@@ -83,6 +87,8 @@ class Ownership:
     fingerprint_prefix: str | None
     pending: bool
     superseded: bool
+    smoke_clone: bool = False
+    smoke_failed: bool = False
 
     @classmethod
     def of(cls, tags: Iterable[str]) -> Ownership:
@@ -99,6 +105,8 @@ class Ownership:
             fingerprint_prefix=value(FINGERPRINT_PREFIX),
             pending=PENDING_TAG in tag_list,
             superseded=SUPERSEDED_TAG in tag_list,
+            smoke_clone=SMOKE_TAG in tag_list,
+            smoke_failed=SMOKE_FAILED_TAG in tag_list,
         )
 
     def belongs_to(self, image_name: str) -> bool:

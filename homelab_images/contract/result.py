@@ -23,6 +23,17 @@ class RetainedTemplate(Record):
     node: str | None = None
 
 
+class SmokeResult(Record):
+    """What the smoke test of a new template found (docs/build-runner.md, "Smoke test")."""
+
+    model_config = ConfigDict(alias_generator=to_camel)
+
+    passed: bool
+    # Seconds from starting the clone to its k3s node reporting Ready; None when it never did.
+    ready_seconds: float | None
+    checked_at: str
+
+
 class BuildResult(Record):
     model_config = ConfigDict(alias_generator=to_camel)
 
@@ -35,6 +46,8 @@ class BuildResult(Record):
     built_at: str
     source_commit: str | None
     retained: list[RetainedTemplate] = Field(default_factory=list)
+    # Added within schema 1: None when the smoke test is off, and in results written before it.
+    smoke: SmokeResult | None = None
 
 
 def last_json_line(text: str | None) -> dict[str, object] | None:

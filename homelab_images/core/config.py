@@ -253,6 +253,22 @@ class BuildSettings(Model):
         ),
     )
     qemu: QemuSettings = Field(default=QemuSettings(), description="Settings of the qemu target.")
+    smoke_test: bool = Field(
+        default=True,
+        description="Before a new template is used, boot a linked clone of it and check it through the guest "
+        "agent (cloud-init, disk growth, SELinux, fresh identity, k3s Ready); a failure stops the build.",
+    )
+    smoke_timeout_minutes: int = Field(
+        default=15,
+        ge=2,
+        le=240,
+        description="Whole smoke test (clone, boot, checks, k3s Ready), minutes.",
+    )
+    keep_failed_templates: bool = Field(
+        default=False,
+        description="Keep a template that failed its smoke test, tagged smoke-failed and never used, for "
+        "inspection (gc deletes it); false deletes it.",
+    )
 
 
 class IsoSource(Model):
@@ -473,12 +489,14 @@ def _cross_checks(config: StackConfig) -> list[str]:
             f"{PROJECT}:proxmox.replicaNodes: not needed with sharedStorage: true (every node clones the one template)"
         )
     ids = proxmox.vm_id_range
-    needed = len(config.images) * len(nodes) * (config.build.retain_previous + 2)
+    # Per image and node: the current template, the retained ones, the next build and its smoke-test clone.
+    smoke_clone = 1 if config.build.smoke_test else 0
+    needed = len(config.images) * len(nodes) * (config.build.retain_previous + 2 + smoke_clone)
     if ids.last - ids.first + 1 < needed:
         problems.append(
             f"{PROJECT}:proxmox.vmIdRange: holds {ids.last - ids.first + 1} IDs; {len(config.images)} image(s) on "
             f"{len(nodes)} node(s) with retainPrevious={config.build.retain_previous} need at least {needed} "
-            "(current, retained, next build)"
+            f"(current, retained, next build{', its smoke-test clone' if smoke_clone else ''})"
         )
     return problems
 

@@ -138,6 +138,9 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
         kickstart_delivery=config.build.kickstart_delivery,
         packer_template=template,
         scripts=scripts,
+        smoke_test=config.build.smoke_test,
+        smoke_timeout_minutes=config.build.smoke_timeout_minutes,
+        keep_failed_templates=config.build.keep_failed_templates,
     )
     qemu = None
     if "qemu" in image.targets:

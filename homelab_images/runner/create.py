@@ -35,6 +35,7 @@ from homelab_images.runner.packer_run import run_packer as run_packer_command
 from homelab_images.runner.proxmox import ApiError, Kind, explain, kind_of_message
 from homelab_images.runner.retire import Outcome, remove_owned, retained_templates
 from homelab_images.runner.runner import Context
+from homelab_images.runner.smoke import Smoke, SmokeRun, SmokeTestFailed, keep_for_inspection, record_passed
 from homelab_images.runner.verify import mark_finished, verify_template
 from homelab_images.runner.vmids import Claims, allocate, id_free_on_cluster
 
@@ -64,15 +65,25 @@ def timeout_seconds(ctx: Context) -> float:
 
 
 def remove_leftovers(ctx: Context, guests: list[Guest], claims: Claims) -> bool:
-    """Remove this image's unfinished builds that no running build on this machine holds."""
+    """Remove this image's unfinished builds that no running build on this machine holds.
+
+    Smoke-test clones go first: a template with a linked clone cannot be deleted. A template kept
+    after failing its smoke test (keepFailedTemplates) stays for inspection; gc removes it.
+    """
     live = claims.live()
     removed = False
-    for guest in owned_by_image(guests, ctx.spec.image):
-        if not guest.ownership.pending or guest.vmid in live:
+    leftovers = [g for g in owned_by_image(guests, ctx.spec.image) if g.ownership.pending and g.vmid not in live]
+    for guest in sorted(leftovers, key=lambda g: (not g.ownership.smoke_clone, g.vmid)):
+        if guest.ownership.smoke_failed:
+            ctx.console.note(f"{guest.where} failed its smoke test and is kept for inspection; gc --apply removes it")
             continue
         ctx.console.stage(f"removing the leftover of an earlier failed or interrupted build: {guest.where}")
         removal = remove_owned(
-            ctx.api, ctx.retry, guest.node, guest.vmid, lambda o: o.belongs_to(ctx.spec.image) and o.pending
+            ctx.api,
+            ctx.retry,
+            guest.node,
+            guest.vmid,
+            lambda o: o.belongs_to(ctx.spec.image) and o.pending and not o.smoke_failed,
         )
         if removal.outcome is Outcome.BLOCKED:
             ctx.console.warn(f"could not remove leftover {guest.where}: {removal.reason}")
@@ -272,6 +283,28 @@ def cleanup_failed(ctx: Context, vmid: int) -> None:
         ctx.console.warn(f"could not remove the unfinished build VM {vmid}: {removal.reason}")
 
 
+def smoke_test(ctx: Context, template: int, claims: Claims, major: int) -> Smoke | None:
+    """Boot a clone of the verified template and check it; record a pass in its description."""
+    if not ctx.spec.smoke_test:
+        return None
+    tested = SmokeRun(ctx, template, claims, major).run()
+    record_passed(ctx, template, tested.result)
+    ctx.console.stage(
+        f"smoke test passed: k3s Ready {tested.result.ready_seconds:g}s after the clone started "
+        f"(phase {tested.seconds:.2f}s, of which waiting on the guest {tested.waited_on_guest:.2f}s)"
+    )
+    return tested
+
+
+def keep_failed(ctx: Context, vmid: int, failure: SmokeTestFailed) -> None:
+    """keepFailedTemplates: mark the template for inspection; if that fails, remove it as usual."""
+    try:
+        keep_for_inspection(ctx, vmid, failure)
+    except (ApiError, RunnerError, Interrupted) as error:
+        ctx.console.warn(f"could not mark template {vmid} for inspection ({error}); removing it")
+        cleanup_failed(ctx, vmid)
+
+
 def create(ctx: Context) -> BuildResult:
     spec, console, api, retry = ctx.spec, ctx.console, ctx.api, ctx.retry
     started = time.monotonic()
@@ -296,7 +329,9 @@ def create(ctx: Context) -> BuildResult:
         vmid = claim.vmid
         try:
             if vmid != spec.vm_id_range.first:
-                preflight.check_privileges(api, retry, ctx.creds, {f"/vms/{vmid}": preflight.vm_privileges(major)})
+                preflight.check_privileges(
+                    api, retry, ctx.creds, {f"/vms/{vmid}": preflight.vm_privileges(major, spec.smoke_test)}
+                )
             console.stage(f"allocated VM ID {vmid} (preflight and allocation took {time.monotonic() - started:.1f}s)")
             try:
                 artifact, seconds = build_once(ctx, vmid, description, tags, deadline)
@@ -309,13 +344,15 @@ def create(ctx: Context) -> BuildResult:
             verify_started = time.monotonic()
             console.stage(f"verifying template {artifact} on {spec.node}")
             config = verify_template(api, retry, spec, artifact, tags)
+            verified = time.monotonic() - verify_started
+            tested = smoke_test(ctx, artifact, claims, major)
             mark_finished(api, retry, spec, artifact, config)
             guests = list_guests(api, retry, "cluster resources")
             retained = retained_templates(api, retry, spec, guests, artifact)
-            overhead = time.monotonic() - started - packer_seconds
+            overhead = time.monotonic() - started - packer_seconds - (tested.waited_on_guest if tested else 0.0)
             console.stage(
                 f"done: template {spec.template_name} is VM {artifact} "
-                f"(verification {time.monotonic() - verify_started:.1f}s, runner overhead {overhead:.1f}s)"
+                f"(verification {verified:.1f}s, runner overhead {overhead:.1f}s)"
             )
             return BuildResult(
                 vm_id=artifact,
@@ -327,8 +364,15 @@ def create(ctx: Context) -> BuildResult:
                 built_at=built_at,
                 source_commit=commit,
                 retained=retained,
+                smoke=tested.result if tested else None,
             )
         except LeftForInspection:
+            raise
+        except SmokeTestFailed as failure:
+            if spec.keep_failed_templates:
+                keep_failed(ctx, vmid, failure)
+            else:
+                cleanup_failed(ctx, vmid)
             raise
         except BaseException:
             cleanup_failed(ctx, vmid)

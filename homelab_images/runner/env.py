@@ -25,6 +25,7 @@ PREVIOUS_STDOUT_VAR = "PULUMI_COMMAND_STDOUT"
 PREVIOUS_STDERR_VAR = "PULUMI_COMMAND_STDERR"
 
 TIMEOUT_OVERRIDE_VAR = "HOMELAB_IMAGES_TIMEOUT_SECONDS"
+SMOKE_TIMEOUT_OVERRIDE_VAR = "HOMELAB_IMAGES_SMOKE_TIMEOUT_SECONDS"
 RETRY_BASE_VAR = "HOMELAB_IMAGES_RETRY_BASE_SECONDS"
 KILL_GRACE_VAR = "HOMELAB_IMAGES_KILL_GRACE_SECONDS"
 STATE_DIR_VAR = "HOMELAB_IMAGES_STATE_DIR"
@@ -124,6 +125,7 @@ class Tuning:
     """Timing knobs; the defaults suit real builds."""
 
     timeout_override_seconds: float | None = None
+    smoke_timeout_override_seconds: float | None = None
     retry_base_seconds: float = 0.5
     kill_grace_seconds: float = 90.0
     state_dir: Path = Path(".")
@@ -137,6 +139,7 @@ def read_tuning(environ: Mapping[str, str]) -> Tuning:
     state = environ.get(STATE_DIR_VAR)
     return Tuning(
         timeout_override_seconds=_seconds(environ, TIMEOUT_OVERRIDE_VAR, None),
+        smoke_timeout_override_seconds=_seconds(environ, SMOKE_TIMEOUT_OVERRIDE_VAR, None),
         retry_base_seconds=retry,
         kill_grace_seconds=grace,
         state_dir=Path(state) if state else default_state_dir(environ),

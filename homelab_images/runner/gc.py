@@ -42,7 +42,7 @@ def find_candidates(api: Api, retry: Retrier, request: GcRequest, claimed: set[i
     for guest in owned:
         if guest.ownership.pending and guest.vmid not in claimed:
             protected = detail(api, retry, guest).protected
-            candidates.append(Candidate(guest, "leftover of a failed or interrupted build", protected))
+            candidates.append(Candidate(guest, leftover_reason(guest), protected))
     by_image: dict[str, list[Guest]] = {}
     for guest in owned:
         if guest.template and guest.ownership.superseded and not guest.ownership.pending:
@@ -56,7 +56,16 @@ def find_candidates(api: Api, retry: Retrier, request: GcRequest, claimed: set[i
         )
         for old in newest_first([detail(api, retry, g) for g in superseded])[keep:]:
             candidates.append(Candidate(old.guest, reason, old.protected))
-    return sorted(candidates, key=lambda c: c.guest.vmid)
+    # Smoke-test clones first: their template cannot be deleted while a linked clone uses its disks.
+    return sorted(candidates, key=lambda c: (not c.guest.ownership.smoke_clone, c.guest.vmid))
+
+
+def leftover_reason(guest: Guest) -> str:
+    if guest.ownership.smoke_clone:
+        return "smoke-test clone left by a failed or interrupted build"
+    if guest.ownership.smoke_failed:
+        return "template that failed its smoke test, kept for inspection"
+    return "leftover of a failed or interrupted build"
 
 
 def is_candidate(candidate: Candidate) -> TagCheck:

@@ -47,8 +47,20 @@ NODE_PRIVILEGES = ("Sys.AccessNetwork", "Sys.Audit")
 ROOT_PRIVILEGES = ("Sys.Audit",)
 
 
-def vm_privileges(pve_major: int) -> tuple[str, ...]:
-    return (*VM_PRIVILEGES, GUEST_AGENT_PRIVILEGE[8 if pve_major <= 8 else 9])
+# The smoke test clones the template (VM.Clone on it, VM.Allocate and the config privileges above on the
+# clone: qemu-server src/PVE/API2/Qemu.pm clone_vm) and runs commands in the clone through the guest agent:
+# agent/exec and agent/exec-status need VM.GuestAgent.Unrestricted on PVE 9 (qemu-server commit b92a40ce,
+# "api: agent: use more specific guest agent privileges", released in 9.0.3) and VM.Monitor before.
+SMOKE_PRIVILEGES = ("VM.Clone",)
+GUEST_EXEC_PRIVILEGE = {8: "VM.Monitor", 9: "VM.GuestAgent.Unrestricted"}
+
+
+def vm_privileges(pve_major: int, smoke_test: bool = True) -> tuple[str, ...]:
+    generation = 8 if pve_major <= 8 else 9
+    privileges = {*VM_PRIVILEGES, GUEST_AGENT_PRIVILEGE[generation]}
+    if smoke_test:
+        privileges.update((*SMOKE_PRIVILEGES, GUEST_EXEC_PRIVILEGE[generation]))
+    return tuple(sorted(privileges))
 
 
 def pve_major(version: str) -> int:
@@ -76,7 +88,7 @@ def required_privileges(spec: BuildSpec, vmid: int | None, major: int = 9) -> di
     if spec.kickstart_delivery == "cd":
         needed[f"/storage/{spec.iso_storage}"].update(CD_ISO_STORAGE_PRIVILEGES)
     if vmid is not None:
-        needed[f"/vms/{vmid}"] = set(vm_privileges(major))
+        needed[f"/vms/{vmid}"] = set(vm_privileges(major, spec.smoke_test))
     return {path: tuple(sorted(privs)) for path, privs in needed.items()}
 
 
@@ -110,12 +122,24 @@ def missing_privileges(api: Api, retry: Retrier, needed: dict[str, tuple[str, ..
     return missing
 
 
+def _smoke_privilege_missing(missing: dict[str, list[str]]) -> bool:
+    smoke_only = (
+        {*SMOKE_PRIVILEGES, *GUEST_EXEC_PRIVILEGE.values()} - set(VM_PRIVILEGES) - set(GUEST_AGENT_PRIVILEGE.values())
+    )
+    return any(priv in smoke_only for privs in missing.values() for priv in privs)
+
+
 def check_privileges(api: Api, retry: Retrier, creds: Credentials, needed: dict[str, tuple[str, ...]]) -> None:
     missing = missing_privileges(api, retry, needed)
     if missing:
         listing = "; ".join(f"{', '.join(privs)} on {path}" for path, privs in missing.items())
         raise RunnerError(
-            f"the API token {creds.token_id} lacks privileges a proxmox-iso build needs: {listing}",
+            f"the API token {creds.token_id} lacks privileges a proxmox-iso build needs: {listing}"
+            + (
+                " (VM.Clone and guest-agent privileges are for the smoke test, homelab-images:build.smokeTest)"
+                if _smoke_privilege_missing(missing)
+                else ""
+            ),
             creds.endpoint,
             f"grant them to the token (with privilege separation, to the token itself; see {DOCS})",
         )

@@ -233,7 +233,7 @@ def test_shared_storage_builds_once_and_says_so() -> None:
     [
         ({"replicaNodes": ["pve1"]}, "lists the build node or a node twice"),
         ({"replicaNodes": ["pve2"], "sharedStorage": True}, "not needed with sharedStorage"),
-        ({"replicaNodes": ["pve2", "pve3"], "vmIdRange": {"first": 9000, "last": 9005}}, "need at least 9"),
+        ({"replicaNodes": ["pve2", "pve3"], "vmIdRange": {"first": 9000, "last": 9005}}, "need at least 12"),
     ],
 )
 def test_multi_node_config_errors(proxmox: dict[str, Any], message: str) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from homelab_images.contract.build_spec import BuildSpec
 from homelab_images.contract.records import RecordError
-from homelab_images.contract.result import BuildResult, RetainedTemplate, parse_result
+from homelab_images.contract.result import BuildResult, RetainedTemplate, SmokeResult, parse_result
 from tests.rendering import plan_for
 
 
@@ -82,8 +82,24 @@ def test_result_line_uses_the_documented_camel_case_keys() -> None:
         "retained": [
             {"vmId": 9000, "name": "old", "version": "0.9.0", "fingerprint": None, "builtAt": None, "node": None}
         ],
+        "smoke": None,
     }
     assert parse_result("packer noise\n" + line + "\n") == result
+
+
+def test_the_smoke_result_round_trips_and_an_older_result_has_none() -> None:
+    smoke = SmokeResult(passed=True, ready_seconds=41.7, checked_at="2026-01-01T00:05:00Z")
+    result = BuildResult(
+        vm_id=9001, node="pve1", name="n", version="1.0.0", fingerprint="ab" * 32, storage="local-lvm",
+        built_at="2026-01-01T00:00:00Z", source_commit=None, smoke=smoke,
+    )  # fmt: skip
+    line = result.to_json()
+    assert json.loads(line)["smoke"] == {"passed": True, "readySeconds": 41.7, "checkedAt": "2026-01-01T00:05:00Z"}
+    assert parse_result(line) == result
+    older = json.loads(line)
+    del older["smoke"]
+    parsed = parse_result(json.dumps(older))
+    assert parsed is not None and parsed.smoke is None
 
 
 def test_a_result_with_a_string_vm_id_is_no_result() -> None:

@@ -6,6 +6,7 @@ import copy
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from homelab_images.cli.main import main as cli_main
 from homelab_images.core.config import ConfigError, load_config
+from homelab_images.core.plan import plan_stack
 from homelab_images.core.stackfile import load_stack_file
 from tests.pulumi_harness import FIXTURE_STACK_FILE, ROOT, SHIPPED_STACK_FILE, RecordingMocks, run_program
 from tests.stack_files import fixture_document, image, mutated_config, write_stack_file
@@ -176,6 +178,7 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         "homelab-images:build.qemu.pluginVersion",
         "not a known setting",
     ),
+    ("smoke-timeout-too-short", _set("homelab-images:build/smokeTimeoutMinutes", 1), "build.smokeTimeoutMinutes", "2"),
     (
         "mirror-is-a-repo",
         _set(f"{IMG}.installMirror", "https://repo.almalinux.org/almalinux/9.7/BaseOS/x86_64/os/"),
@@ -282,3 +285,17 @@ def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path: Path, cap
     path.write_text(text, encoding="utf-8")
     assert cli_main(["validate", "--stack-file", str(path)]) == 2
     assert "key 'homelab-images:build' appears twice" in capsys.readouterr().err
+
+
+def test_smoke_settings_reach_the_build_spec_and_the_id_budget() -> None:
+    raw = mutated_config(_set("homelab-images:build/keepFailedTemplates", True))
+    spec = plan_stack(load_config(raw), datetime.now(UTC))[0].build_spec
+    assert (spec.smoke_test, spec.smoke_timeout_minutes, spec.keep_failed_templates) == (True, 15, True)
+
+    # retainPrevious=1: current + retained + next build (+ its smoke-test clone) per image.
+    tight = _set("homelab-images:proxmox/vmIdRange.last", 9002)
+    with pytest.raises(ConfigError, match=r"need at least 4 .*its smoke-test clone"):
+        load_config(mutated_config(tight))
+    without_smoke = mutated_config(tight)
+    without_smoke["homelab-images:build"]["smokeTest"] = False
+    assert load_config(without_smoke).build.smoke_test is False

@@ -43,6 +43,8 @@ from homelab_images.runner.preflight import (
     vm_privileges,
 )
 from tests.engine import CommandInputs, CommandProvider, Run, Running, Stack, Step
+from tests.fakes.guest import Guest
+from tests.fakes.guest import install as install_guest
 
 REPO = Path(__file__).resolve().parents[2]
 STAND_IN_PACKER = REPO / "tests" / "fakes" / "packer"
@@ -81,8 +83,15 @@ def grant_build_role(pve: Any, omit: tuple[str, str] | None = None) -> None:
 
 
 @pytest.fixture
-def pve(fakepve: Any) -> Any:
-    """fakepve with the build token, the build role's grants and the installer ISO on 'local'."""
+def guest(fakepve: Any) -> Guest:
+    """The operating system in every VM fakepve creates: a healthy first boot of the image, which the
+    smoke test's clone finds. Break one of its answers to make a check fail."""
+    return install_guest(fakepve, Guest(fakepve, shipped_spec().k3s_version))
+
+
+@pytest.fixture
+def pve(fakepve: Any, guest: Guest) -> Any:
+    """fakepve with the build token, the build role's grants, the installer ISO on 'local' and the guest."""
     fakepve.apitokens[TOKEN_ID] = SECRET
     grant_build_role(fakepve)
     fakepve.store_file("local", ISO_FILE, 64 * 1024**2)
