@@ -105,12 +105,17 @@ class RecordingMocks(pulumi.runtime.Mocks):
     build_result: Callable[[Mapping[str, Any], int], dict[str, Any]] = default_build_result
     template_is_template: bool = True
     template_tags: Callable[[Mapping[str, Any]], list[str]] | None = None
+    deleted_by_hand: set[int] = field(default_factory=set)
+    """Templates someone deleted in Proxmox after they were built."""
     calls: list[pulumi.runtime.MockCallArgs] = field(default_factory=list)
     builds: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         outputs = dict(args.inputs)
         if args.typ == "command:local:Command":
+            if pulumi_settings.is_dry_run():
+                # A preview runs no command: stdout and stderr are unknown (tests/engine.py [preview]).
+                return f"{args.name}-id", outputs
             result = self.build_result(args.inputs, BUILD_VM_ID + len(self.builds))
             self.builds[args.name] = {"inputs": args.inputs, "result": result}
             outputs["stdout"] = "progress goes to stderr\n" + json.dumps(result)
@@ -125,28 +130,32 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         self.calls.append(args)
-        if args.token == "proxmoxve:index/getVm:getVm":
-            result = next(b["result"] for b in self.builds.values() if b["result"]["vmId"] == args.args["id"])
-            tags = (
-                self.template_tags(result)
-                if self.template_tags
-                else [
-                    OWNER_TAG,
-                    image_tag(result["name"].rsplit("-v", 1)[0]),
-                    fingerprint_tag(result["fingerprint"]),
-                    version_tag(result["version"]),
-                ]
-            )
-            return {
-                "id": args.args["id"],
-                "nodeName": args.args["nodeName"],
-                "name": result["name"],
-                "tags": tags,
-                "template": self.template_is_template,
-                "status": "stopped",
-                "description": "",
-            }
+        if args.token == "proxmoxve:index/getVmsLegacy:getVmsLegacy":
+            node = args.args["nodeName"]
+            built = [b["result"] for b in self.builds.values() if b["result"]["node"] == node]
+            return {"vms": [self._listed(result) for result in built if result["vmId"] not in self.deleted_by_hand]}
         return {}
+
+    def _listed(self, result: Mapping[str, Any]) -> dict[str, Any]:
+        """One entry of the provider's VM list, as Proxmox reports the built template."""
+        tags = (
+            self.template_tags(result)
+            if self.template_tags
+            else [
+                OWNER_TAG,
+                image_tag(result["name"].rsplit("-v", 1)[0]),
+                fingerprint_tag(result["fingerprint"]),
+                version_tag(result["version"]),
+            ]
+        )
+        return {
+            "vmId": result["vmId"],
+            "nodeName": result["node"],
+            "name": result["name"],
+            "tags": tags,
+            "template": self.template_is_template,
+            "status": "stopped",
+        }
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):

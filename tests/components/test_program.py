@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
 import pulumi
 import pytest
 
+from components.proxmox_template import TemplateMismatch, TemplateMissing
 from homelab_images.contract.commands import CREATE_COMMAND, DELETE_COMMAND, UPDATE_COMMAND
 from homelab_images.contract.fingerprint_parts import ALWAYS_PRESENT, PART_NAMES
 from tests.pulumi_harness import (
@@ -28,6 +30,7 @@ from tests.pulumi_harness import (
 )
 
 TOKEN = "images@pve!build=5e1f7c2a-sentinel-token"
+GET_VMS = "proxmoxve:index/getVmsLegacy:getVmsLegacy"
 IMAGE = "alma9-k3s-node-amd64"
 SHIPPED = fixture_config()
 SHIPPED_IMAGES = {image["name"]: image for image in SHIPPED["homelab-images:images"]}
@@ -69,8 +72,8 @@ def test_every_proxmox_resource_uses_the_explicit_provider(run: Any) -> None:
     assert provider.inputs["endpoint"] == SHIPPED["proxmoxve:endpoint"]
     explicit = f"pulumi:providers:proxmoxve::{provider.name}::"
     assert all(explicit in download.provider for download in run.of_type("proxmoxve:download/file:File"))
-    get_vm = [call for call in run.mocks.calls if call.token == "proxmoxve:index/getVm:getVm"]
-    assert len(get_vm) == len(SHIPPED_IMAGES) and all(explicit in call.provider for call in get_vm)
+    reads = [call for call in run.mocks.calls if call.token == GET_VMS]
+    assert len(reads) == len(SHIPPED_IMAGES) and all(explicit in call.provider for call in reads)
 
 
 def test_build_command_contract(run: Any) -> None:
@@ -122,9 +125,8 @@ def test_token_is_secret_everywhere(run: Any) -> None:
 
 def test_template_read_back_uses_the_build_result(run: Any) -> None:
     built = {build["result"]["vmId"]: build["result"] for build in run.mocks.builds.values()}
-    calls = [call for call in run.mocks.calls if call.token == "proxmoxve:index/getVm:getVm"]
-    assert sorted(call.args["id"] for call in calls) == sorted(built)
-    assert all(call.args["nodeName"] == built[call.args["id"]]["node"] for call in calls)
+    calls = [call for call in run.mocks.calls if call.token == GET_VMS]
+    assert sorted(call.args["nodeName"] for call in calls) == sorted(result["node"] for result in built.values())
 
 
 def test_templates_output_carries_the_built_vm_id_in_plain_text(run: Any) -> None:
@@ -148,16 +150,37 @@ def test_same_inputs_give_identical_triggers() -> None:
     assert first.inputs["stdin"] == second.inputs["stdin"]
 
 
-def test_preview_with_unknown_build_result_declares_everything() -> None:
+def test_first_preview_reads_nothing_back_and_leaves_the_template_unknown() -> None:
+    """The build's stdout is unknown before it runs: no read of Proxmox, unknown template outputs."""
     run = run_program(secrets={"proxmoxve:apiToken": TOKEN}, preview=True)
     assert run.one("command:local:Command")
     assert run.one("homelab:images:ProxmoxTemplate")
+    assert [call for call in run.mocks.calls if call.token == GET_VMS] == [], "no invoke with unknown arguments"
+    assert run.mocks.builds == {}, "a preview runs no build"
+    assert "templates" not in run.outputs, "the templates output is unknown until the build ran"
 
 
 def test_template_that_is_not_a_template_fails_the_update() -> None:
     mocks = RecordingMocks(template_is_template=False)
-    with pytest.raises(Exception, match="is not a template"):
+    with pytest.raises(TemplateMismatch, match="is not a template"):
         run_program(secrets={"proxmoxve:apiToken": TOKEN}, mocks=mocks)
+
+
+def test_template_deleted_by_hand_names_the_command_that_rebuilds_it() -> None:
+    mocks = RecordingMocks(deleted_by_hand={BUILD_VM_ID})
+    with pytest.raises(TemplateMissing) as missing:
+        run_program(secrets={"proxmoxve:apiToken": TOKEN}, mocks=mocks)
+    what, _, hint = str(missing.value).partition("; ")
+    assert what == (
+        f"template VM {BUILD_VM_ID} of image {IMAGE} no longer exists on node {PROXMOX['node']} "
+        "(deleted outside this program)"
+    )
+    assert re.fullmatch(
+        rf"build it again with `pulumi up --replace 'urn:pulumi:homelab::homelab-images::\S+"
+        rf"\$command:local:Command::{IMAGE}-build-packer'`",
+        hint,
+    ), "the exact URN of the build resource to replace"
+    assert isinstance(missing.value, pulumi.RunError), "shown as one error line, without a traceback"
 
 
 def test_missing_token_is_a_clear_error() -> None:

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
+from homelab_images.runner.preflight import NODE_PRIVILEGES
 from tests.engine import MAX_ARG_STRLEN, PREVIOUS_STDERR, PREVIOUS_STDOUT, Recorded
 from tests.runner.conftest import SECRET, TOKEN_ID, Runner, grants, interrupt, vms
 from tests.runner.test_failures import wait_until_building
+from tests.runner.test_replicas import on_node
 
 CANCEL_CLEANUP_SECONDS = 30.0
 
@@ -157,11 +159,21 @@ def test_a_rotated_token_is_used_by_delete_when_the_shell_provides_it(runner: Ru
     assert vms(pve) == {}
 
 
-def test_node_or_storage_change_replaces_the_build(runner: Runner) -> None:
-    assert runner.up().ok
-    for changed in (runner.spec.replace(node="pve2"), runner.spec.replace(vm_storage="ceph")):
-        assert runner.stack.preview(runner.inputs(changed)).operation == "replace"
+def test_moving_the_template_to_another_node_builds_it_there(runner: Runner, pve: Any) -> None:
+    pve.add_node("pve2")
+    pve.grant(TOKEN_ID, "/nodes/pve2", *NODE_PRIVILEGES)
+    first = runner.up().run
+    assert first.returncode == 0, first.stderr
+    assert runner.stack.preview(runner.inputs(runner.spec.replace(vm_storage="ceph"))).operation == "replace"
     assert runner.stack.preview(runner.inputs(runner.spec.replace(timeout_minutes=9))).operation == "update"
+
+    moved = runner.up(on_node(runner.spec, "pve2"))
+    assert moved.operation == "replace", "a new node is a new build, not an update that keeps the old one"
+    assert moved.ok, moved.run.stderr
+    result = moved.run.result
+    template = vms(pve)[result["vmId"]]
+    assert (result["node"], template.node, template.template) == ("pve2", "pve2", True)
+    assert moved.deleted is not None and moved.deleted.env["PULUMI_COMMAND_STDOUT"] == first.stdout.rstrip("\n")
 
 
 def test_first_preview_does_not_know_the_build_output(runner: Runner) -> None:

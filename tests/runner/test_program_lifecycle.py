@@ -1,0 +1,59 @@
+"""The program's own build resource, end to end: what ``__main__.py`` declares (under Pulumi's
+mocks) is what the engine model runs against fakepve — create, update, replace and destroy."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from tests.engine import CommandInputs
+from tests.pulumi_harness import fixture_config, run_program, unwrap_secrets
+from tests.runner.conftest import SECRET, TOKEN_ID, Runner, vms
+
+
+def declared(
+    runner: Runner, build: dict[str, Any] | None = None, extra_packages: list[str] | None = None
+) -> CommandInputs:
+    """The Command inputs the real program registers for the fixture stack pointed at fakepve."""
+    config = copy.deepcopy(fixture_config())
+    config["proxmoxve:endpoint"] = f"https://127.0.0.1:{runner.pve.port}/"
+    config["homelab-images:proxmox"] = {**config["homelab-images:proxmox"], "caBundle": runner.cafile}
+    config["homelab-images:build"] = {**config["homelab-images:build"], **(build or {})}
+    (image,) = config["homelab-images:images"]
+    if extra_packages is not None:
+        image["packages"] = {**image["packages"], "extra": extra_packages}
+    run = run_program(config=config, secrets={"proxmoxve:apiToken": f"{TOKEN_ID}={SECRET}"})
+    inputs = unwrap_secrets(run.one("command:local:Command").raw_inputs)
+    return CommandInputs(
+        create=inputs["create"],
+        update=inputs["update"],
+        delete=inputs["delete"],
+        stdin=inputs["stdin"],
+        environment=inputs["environment"],
+        triggers=inputs["triggers"],
+        add_previous_output_in_env=inputs["addPreviousOutputInEnv"],
+    )
+
+
+def test_the_programs_build_resource_through_create_update_replace_and_destroy(runner: Runner, pve: Any) -> None:
+    stack = runner.stack
+    first = declared(runner)
+    assert stack.preview(first).stdout_known is False
+    created = stack.up(first)
+    assert (created.operation, created.ok) == ("create", True), created.run.stderr
+    vmid = created.run.result["vmId"]
+
+    retimed = declared(runner, build={"timeoutMinutes": 95})
+    updated = stack.up(retimed)
+    assert (updated.operation, updated.ok) == ("update", True), updated.run.stderr
+    assert updated.run.result["vmId"] == vmid
+
+    packages = [*fixture_config()["homelab-images:images"][0]["packages"]["extra"], "tmux"]
+    changed = declared(runner, build={"timeoutMinutes": 95, "strictVersioning": False}, extra_packages=packages)
+    rebuilt = stack.up(changed)
+    assert rebuilt.operation == "replace" and rebuilt.ok, rebuilt.run.stderr
+    assert rebuilt.deleted is not None and rebuilt.deleted.env["PROXMOX_VE_API_TOKEN"] == f"{TOKEN_ID}={SECRET}"
+
+    destroyed = stack.destroy()
+    assert destroyed.ok, [run.stderr for run in destroyed.runs]
+    assert not [vm for vm in vms(pve).values() if vm.vmid != vmid], "destroy removed the current template"
