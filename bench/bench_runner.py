@@ -148,7 +148,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-runner-") as scratch:
         root = Path(scratch)
         fake = ServedFake(root)
-        base = plan_stack(load_stack_file(REPO / "tests" / "fixtures" / "Pulumi.homelab.yaml"), datetime.now(UTC))[
+        fixtures = REPO / "tests" / "fixtures"
+        base = plan_stack(load_stack_file(fixtures / "Pulumi.homelab.yaml"), datetime.now(UTC), fixtures / "kickstart")[
             0
         ].build_spec
         prepare(fake.pve)

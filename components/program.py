@@ -17,7 +17,7 @@ from pulumi.runtime import config as runtime_config
 from homelab_images.contract.stack_keys import INSECURE_KEY, PROJECT, PROVIDER, SET_TOKEN, TOKEN_KEY, TOKEN_NAME
 from homelab_images.core.config import ConfigError, StackConfig, load_config
 from homelab_images.core.kickstart import KickstartInvalid
-from homelab_images.core.paths import PROJECT_DIR, stack_file_path
+from homelab_images.core.paths import PROJECT_DIR, kickstart_dir_for, stack_file_path
 from homelab_images.core.plan import ImagePlan, plan_stack
 from homelab_images.core.versioning import lock_findings, lock_path, read_lock
 
@@ -71,8 +71,9 @@ def load_program_settings(now: datetime | None = None) -> ProgramSettings:
     try:
         config = load_config(runtime_config_raw())
         api_token = _api_token()
-        plans = plan_stack(config, now or datetime.now(UTC))
-        lock = read_lock(lock_path(stack_file_path(pulumi.get_stack(), PROJECT_DIR)))
+        stack_file = stack_file_path(pulumi.get_stack(), PROJECT_DIR)
+        plans = plan_stack(config, now or datetime.now(UTC), kickstart_dir_for(stack_file))
+        lock = read_lock(lock_path(stack_file))
         _version_guard(config, plans, lock)
     except ConfigError as error:
         raise pulumi.RunError("invalid stack configuration:\n  " + "\n  ".join(error.problems)) from None

@@ -26,10 +26,13 @@ from homelab_images.contract.ownership import OWNER_TAG, fingerprint_tag, image_
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "__main__.py"
 SHIPPED_STACK_FILE = ROOT / "Pulumi.homelab.yaml"
-# A frozen copy of the shipped stack file and its lock: tests of the code keep
-# passing when a user edits their own Pulumi.homelab.yaml.
+# A frozen copy of the shipped stack file, its lock and the kickstart/ it was locked
+# with: tests of the code keep passing when a user edits their own stack file,
+# kickstart or scripts (README, "Customizing safely"). Tests of the user's own
+# files use ROOT. Refresh the copy when the shipped files change on purpose.
 FIXTURES = ROOT / "tests" / "fixtures"
 FIXTURE_STACK_FILE = FIXTURES / "Pulumi.homelab.yaml"
+FIXTURE_KICKSTART_DIR = FIXTURES / "kickstart"
 # How Pulumi's wire format marks a secret value: {SECRET_SIG: SECRET_MARKER, "value": ...}.
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SECRET_MARKER = "1b47061264138c4ac30d75fd1eb44270"

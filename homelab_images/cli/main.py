@@ -34,7 +34,7 @@ from homelab_images.contract.packer_files import KICKSTART_FILE, QEMU_TEMPLATE_F
 from homelab_images.core.config import ConfigError, StackConfig
 from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER, KickstartInvalid
 from homelab_images.core.packer_template import PackerTemplateInvalid, validate_packer_template
-from homelab_images.core.paths import stack_file_path
+from homelab_images.core.paths import kickstart_dir_for, stack_file_path
 from homelab_images.core.plan import ImagePlan, packer_variables, plan_stack
 from homelab_images.core.qemu_template import QemuTemplateInvalid, validate_qemu_template
 from homelab_images.core.stackfile import load_stack_file
@@ -58,8 +58,8 @@ def _stack_file(args: argparse.Namespace) -> Path:
     return Path(args.stack_file) if args.stack_file else stack_file_path(args.stack)
 
 
-def _plans(config: StackConfig) -> list[ImagePlan]:
-    plans = plan_stack(config, datetime.now(UTC))
+def _plans(config: StackConfig, stack_file: Path) -> list[ImagePlan]:
+    plans = plan_stack(config, datetime.now(UTC), kickstart_dir_for(stack_file))
     for plan in plans:
         try:
             validate_packer_template(plan.packer_template, plan.kickstart, packer_variables(plan.build_spec))
@@ -76,7 +76,7 @@ def _plans(config: StackConfig) -> list[ImagePlan]:
 def _load(args: argparse.Namespace) -> tuple[Path, StackConfig, list[ImagePlan]]:
     path = _stack_file(args)
     config = load_stack_file(path)
-    return path, config, _plans(config)
+    return path, config, _plans(config, path)
 
 
 def cmd_render(args: argparse.Namespace) -> int:

@@ -9,8 +9,8 @@ import jinja2
 
 from homelab_images.core.config import Image
 from homelab_images.core.kickstart_check import KickstartReport, check_kickstart
+from homelab_images.core.paths import KICKSTART_DIR
 
-KICKSTART_DIR = Path(__file__).resolve().parents[2] / "kickstart"
 TEMPLATE_NAME = "alma9-k3s.ks.j2"
 
 # Stands for the per-build SSH public key until the runner supplies it.

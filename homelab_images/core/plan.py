@@ -28,7 +28,6 @@ from homelab_images.core.config import Image, StackConfig
 from homelab_images.core.fingerprint import combine, fingerprint_parts, qemu_parts, shared_parts
 from homelab_images.core.kickstart import (
     BUILD_KEY_PLACEHOLDER,
-    KICKSTART_DIR,
     KickstartInvalid,
     render_kickstart,
     validate_kickstart,
@@ -39,6 +38,7 @@ from homelab_images.core.packer_template import (
     iso_volume,
     render_packer_template,
 )
+from homelab_images.core.paths import KICKSTART_DIR
 from homelab_images.core.qemu_plugin import PLUGIN_VERSION as QEMU_PLUGIN_VERSION
 from homelab_images.core.qemu_template import qemu_fingerprint_inputs, render_qemu_template
 

@@ -15,7 +15,7 @@ from homelab_images.core.fingerprint import canonical_kickstart, combine, finger
 from homelab_images.core.packer_template import build_affecting_parts
 from homelab_images.core.plan import plan_stack
 from homelab_images.core.stackfile import load_stack_file
-from tests.pulumi_harness import FIXTURE_STACK_FILE, ROOT
+from tests.pulumi_harness import FIXTURE_KICKSTART_DIR, FIXTURE_STACK_FILE
 from tests.rendering import FIXED_NOW, plan_for
 
 TextEdit = Callable[[str], str]
@@ -43,7 +43,7 @@ class Workspace:
 
     def __init__(self, root: Path) -> None:
         self.kickstart_dir = root / "kickstart"
-        shutil.copytree(ROOT / "kickstart", self.kickstart_dir)
+        shutil.copytree(FIXTURE_KICKSTART_DIR, self.kickstart_dir)
         self.stack_file = root / "Pulumi.homelab.yaml"
         shutil.copy(FIXTURE_STACK_FILE, self.stack_file)
 

@@ -22,6 +22,7 @@ IMAGE = "alma9-k3s-node-amd64"
 def project(tmp_path: Path) -> Path:
     shutil.copy(FIXTURE_STACK_FILE, tmp_path / "Pulumi.homelab.yaml")
     shutil.copy(FIXTURES / "Pulumi.homelab.lock.json", tmp_path / "Pulumi.homelab.lock.json")
+    shutil.copytree(FIXTURES / "kickstart", tmp_path / "kickstart")
     return tmp_path / "Pulumi.homelab.yaml"
 
 

@@ -45,6 +45,7 @@ from homelab_images.runner.preflight import (
 from tests.engine import CommandInputs, CommandProvider, Run, Running, Stack, Step
 from tests.fakes.guest import Guest
 from tests.fakes.guest import install as install_guest
+from tests.pulumi_harness import FIXTURE_KICKSTART_DIR, FIXTURE_STACK_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 STAND_IN_PACKER = REPO / "tests" / "fakes" / "packer"
@@ -59,8 +60,8 @@ COMMAND_TIMEOUT = 60
 @cache
 def shipped_spec() -> BuildSpec:
     """The spec of the (frozen) shipped stack's image, as the Pulumi program computes it."""
-    config = load_stack_file(REPO / "tests" / "fixtures" / "Pulumi.homelab.yaml")
-    return plan_stack(config, datetime.now(UTC))[0].build_spec
+    config = load_stack_file(FIXTURE_STACK_FILE)
+    return plan_stack(config, datetime.now(UTC), FIXTURE_KICKSTART_DIR)[0].build_spec
 
 
 def grants() -> dict[str, tuple[str, ...]]:
