@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.pulumi_harness import FIXTURE_STACK_FILE
+from tests.pulumi_harness import FIXTURE_KICKSTART_DIR, FIXTURE_STACK_FILE
 
 Mutation = Callable[[dict[str, Any]], None]
 
@@ -26,6 +27,9 @@ def mutated_config(mutate: Mutation) -> dict[str, Any]:
 
 
 def write_stack_file(directory: Path, config: dict[str, Any], name: str = "Pulumi.test.yaml") -> Path:
+    """A stack file with the frozen kickstart/ beside it, which the CLI and the program then use."""
+    if not (directory / "kickstart").exists():
+        shutil.copytree(FIXTURE_KICKSTART_DIR, directory / "kickstart")
     path = directory / name
     path.write_text(yaml.safe_dump({"config": config}, sort_keys=False), encoding="utf-8")
     return path
