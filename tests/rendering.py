@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from homelab_images.core.config import load_config
 from homelab_images.core.plan import ImagePlan, plan_stack
@@ -22,3 +28,22 @@ def plan_for(mutate: Mutation | None = None, now: datetime = FIXED_NOW) -> Image
 def source_of(plan: ImagePlan) -> dict[str, Any]:
     source: dict[str, Any] = plan.packer_template["source"]["proxmox-iso"][plan.name]
     return source
+
+
+# shellcheck is a Debian package, not a Python one: `make test` says when it is missing.
+needs_shellcheck = pytest.mark.skipif(
+    shutil.which("shellcheck") is None,
+    reason="shellcheck is not installed: `apt-get install shellcheck` (CI installs it) to check the shell scripts",
+)
+
+
+def shellcheck_problems(directory: Path, scripts: Mapping[str, str]) -> list[str]:
+    """shellcheck's findings (style and worse) for each named script; empty when all are clean."""
+    problems = []
+    for name, text in scripts.items():
+        path = directory / name
+        path.write_text(text, encoding="utf-8")
+        done = subprocess.run(["shellcheck", "--severity=style", str(path)], capture_output=True, text=True)
+        if done.returncode != 0:
+            problems.append(f"{name}:\n{done.stdout}")
+    return problems

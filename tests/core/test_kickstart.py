@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,10 @@ from pykickstart.parser import KickstartParser
 from pykickstart.version import RHEL9, makeVersion
 
 from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER, KickstartInvalid, render_kickstart, validate_kickstart
-from tests.rendering import plan_for
+from homelab_images.core.plan import plan_stack
+from homelab_images.core.stackfile import load_stack_file
+from tests.pulumi_harness import SHIPPED_STACK_FILE
+from tests.rendering import FIXED_NOW, needs_shellcheck, plan_for, shellcheck_problems
 from tests.stack_files import image
 
 Variation = Callable[[dict[str, Any]], None]
@@ -165,11 +166,19 @@ def _post_bodies(kickstart: str) -> list[str]:
     return [script.script for script in _parsed(kickstart).scripts]
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is installed by .ci/run")
+@needs_shellcheck
 @pytest.mark.parametrize("option", OPTIONS.values(), ids=OPTIONS.keys())
 def test_post_scripts_pass_shellcheck(option: Variation, tmp_path: Path) -> None:
-    for index, body in enumerate(_post_bodies(plan_for(option).kickstart)):
-        script = tmp_path / f"post-{index}.sh"
-        script.write_text("#!/bin/bash\n" + body, encoding="utf-8")
-        done = subprocess.run(["shellcheck", "--severity=style", str(script)], capture_output=True, text=True)
-        assert done.returncode == 0, done.stdout
+    bodies = _post_bodies(plan_for(option).kickstart)
+    problems = shellcheck_problems(tmp_path, {f"post-{i}.sh": "#!/bin/bash\n" + body for i, body in enumerate(bodies)})
+    assert not problems, "\n".join(problems)
+
+
+@needs_shellcheck
+def test_your_kickstart_and_scripts_pass_shellcheck(tmp_path: Path) -> None:
+    """Your own kickstart/ and stack file, as edited (README, "Customizing safely")."""
+    (plan,) = plan_stack(load_stack_file(SHIPPED_STACK_FILE), FIXED_NOW)
+    bodies = _post_bodies(plan.kickstart)
+    scripts = {**plan.scripts, **{f"post-{i}.sh": "#!/bin/bash\n" + body for i, body in enumerate(bodies)}}
+    problems = shellcheck_problems(tmp_path, scripts)
+    assert not problems, "\n".join(problems)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from homelab_images.core.packer_template import (
     validate_packer_template,
 )
 from tests.pulumi_harness import FIXTURE_STACK_FILE
-from tests.rendering import plan_for, source_of
+from tests.rendering import needs_shellcheck, plan_for, shellcheck_problems, source_of
 from tests.stack_files import fixture_document, image, mutated_config, write_stack_file
 
 IMAGE = "alma9-k3s-node-amd64"
@@ -142,13 +140,10 @@ def test_seal_script_generalizes_the_image() -> None:
     assert "/dev/zero" not in script
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is installed by .ci/run")
+@needs_shellcheck
 def test_provisioning_scripts_pass_shellcheck(tmp_path: Path) -> None:
-    for name, text in plan_for().scripts.items():
-        path = tmp_path / name
-        path.write_text(text, encoding="utf-8")
-        done = subprocess.run(["shellcheck", "--severity=style", str(path)], capture_output=True, text=True)
-        assert done.returncode == 0, f"{name}:\n{done.stdout}"
+    problems = shellcheck_problems(tmp_path, plan_for().scripts)
+    assert not problems, "\n".join(problems)
 
 
 def test_validation_catches_structural_mistakes() -> None:
