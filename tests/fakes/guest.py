@@ -84,6 +84,7 @@ class Guest:
     filesystem_grown: bool = True
     hostname: str = "smoke"
     booted: list[Any] = field(default_factory=list)
+    created_at: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.answers = {**self.healthy(), **self.answers}
@@ -123,9 +124,10 @@ class Guest:
         return done(disk.lsblk(template_size) + "\n")
 
     def resized(self, vm: Any) -> int:
-        """Bytes added by the runner's resize requests for this VM (fakepve records them but does not apply them)."""
+        """Bytes added by the runner's resize requests for this VM since it was made (fakepve records them
+        but does not apply them)."""
         added = 0
-        for method, path, body in list(self.pve.requests):
+        for method, path, body in list(self.pve.requests)[self.created_at[id(vm)] :]:
             if method != "PUT" or not path.endswith(f"/qemu/{vm.vmid}/resize"):
                 continue
             size = parse_qs(body.decode()).get("size", [""])[0]
@@ -144,13 +146,15 @@ class Guest:
     def boot(self, vm: Any) -> None:
         """Give a new VM this guest's agent (fakepve lets it answer once the VM runs)."""
         self.booted.append(vm)
+        # Requests before this VM existed were about an earlier VM with the same ID.
+        self.created_at[id(vm)] = len(self.pve.requests)
         if not self.silent:
             vm.agent = {"exec": _Answers(self, vm)}
             vm.agent_hangs = self.hangs
 
     def executed(self, vmid: int) -> list[list[str]]:
-        """The commands the runner started in VM ``vmid``, in order."""
-        vm = next(vm for vm in self.booted if vm.vmid == vmid)
+        """The commands the runner started in the latest VM ``vmid``, in order."""
+        vm = next(vm for vm in reversed(self.booted) if vm.vmid == vmid)
         return [list(asked["command"]) for command, asked in vm.agent_requests if command == "exec"]
 
 

@@ -210,3 +210,27 @@ def test_a_leftover_clone_is_removed_before_its_template(runner: Runner, pve: An
     assert first < run.stderr.index("earlier failed or interrupted build: VM 9000"), "clone first, then template"
     assert "could not remove" not in run.stderr
     assert set(vms(pve)) == {run.result["vmId"]}
+
+
+def test_a_cancel_during_the_smoke_phase_leaves_what_the_next_build_removes(
+    runner: Runner, pve: Any, guest: Guest
+) -> None:
+    """pulumi up cancelled (SIGKILL) while the clone runs: nothing can clean up at once, so the clone and the
+    unpromoted template stay tagged build-pending; the next build removes both, clone first, and succeeds."""
+    guest.answers[checks.CLOUD_INIT.name] = {"exited": False}
+    running = runner.start_up()
+    deadline = time.monotonic() + 30
+    while not (9001 in vms(pve) and guest.executed(9001)):
+        assert time.monotonic() < deadline, "the smoke phase never started"
+        time.sleep(0.05)
+    running.cancel()
+    assert running.finish().returncode == -signal.SIGKILL
+    assert runner.stack.state is None, "a cancelled create records nothing"
+    assert {SMOKE_TAG, PENDING_TAG} <= tags_of(vms(pve)[9001])
+    assert PENDING_TAG in tags_of(vms(pve)[9000]), "the template was never promoted"
+
+    guest.answers[checks.CLOUD_INIT.name] = guest.healthy()[checks.CLOUD_INIT.name]
+    again = runner.up()
+    assert again.ok, again.run.stderr
+    assert again.run.stderr.index("build: VM 9001") < again.run.stderr.index("build: VM 9000")
+    assert set(vms(pve)) == {again.run.result["vmId"]}
