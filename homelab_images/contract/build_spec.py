@@ -45,6 +45,8 @@ class BuildSpec(Record):
     insecure: bool
     ca_bundle: str | None
     kickstart_delivery: str
+    # Base URLs of the package repositories the installer uses; empty when it installs from the ISO.
+    install_repositories: list[str] = Field(default_factory=list)
     packer_template: dict[str, Any]
     scripts: dict[str, str]
     # Defaults keep a spec stored before these settings existed readable (delete runs with the old stdin).

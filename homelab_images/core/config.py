@@ -65,15 +65,48 @@ def _https_url(value: str) -> str:
     return value
 
 
-def _release_mirror(value: str) -> str:
-    """The release directory of a mirror: ``…/almalinux/9.7``; the kickstart appends BaseOS/AppStream."""
-    value = _https_url(value).rstrip("/")
-    if re.search(r"/(BaseOS|AppStream)(/|$)", value):
+# AlmaLinux serves the current minor of each major at repo.almalinux.org/almalinux/9.N; when 9.N+1
+# ships, 9.N moves to vault.almalinux.org/9.N, without the almalinux/ segment.
+ALMALINUX_REPO_HOST = "repo.almalinux.org"
+ALMALINUX_VAULT_HOST = "vault.almalinux.org"
+ALMALINUX_MINOR = re.compile(r"/9\.(\d+)(?:/|$)")
+
+
+def _almalinux_layout(value: str) -> str:
+    """The two AlmaLinux hosts differ in one path segment; a URL of one with the other's layout is a 404."""
+    parts = urlsplit(value)
+    if parts.hostname == ALMALINUX_VAULT_HOST and parts.path.startswith("/almalinux/"):
+        fixed = value.replace(f"{ALMALINUX_VAULT_HOST}/almalinux/", f"{ALMALINUX_VAULT_HOST}/", 1)
+        raise ValueError(f"the AlmaLinux vault has no almalinux/ segment: use {fixed!r}, got {value!r}")
+    if parts.hostname == ALMALINUX_REPO_HOST and not parts.path.startswith("/almalinux/"):
         raise ValueError(
-            "expected the release directory (e.g. https://repo.almalinux.org/almalinux/9.7), "
-            f"not a repository: {value!r}"
+            f"{ALMALINUX_REPO_HOST} serves releases under /almalinux/ "
+            f"(https://{ALMALINUX_REPO_HOST}/almalinux/9.N/...), got {value!r}"
         )
     return value
+
+
+def almalinux_minor(url: str) -> int | None:
+    """N of an AlmaLinux 9.N release URL, if the URL names one."""
+    match = ALMALINUX_MINOR.search(urlsplit(url).path)
+    return int(match.group(1)) if match else None
+
+
+def _release_mirror(value: str) -> str:
+    """The release directory of a mirror: ``…/almalinux/9.8``; the kickstart appends BaseOS/AppStream."""
+    value = _almalinux_layout(_https_url(value).rstrip("/"))
+    if re.search(r"/(BaseOS|AppStream)(/|$)", value):
+        raise ValueError(
+            "expected the release directory (e.g. https://repo.almalinux.org/almalinux/9.8, or "
+            f"https://vault.almalinux.org/9.7 for an older minor), not a repository: {value!r}"
+        )
+    return value
+
+
+def _iso_url(value: str) -> str:
+    value = _https_url(value)
+    # A URL that names no .iso file gets that message instead (IsoSource).
+    return _almalinux_layout(value) if urlsplit(value).path.endswith(".iso") else value
 
 
 def _http_bind_address(value: str) -> str:
@@ -109,6 +142,7 @@ BridgeName = Annotated[str, _matching(BRIDGE, "a Linux bridge name such as vmbr0
 RpmName = Annotated[str, _matching(RPM_NAME, "an RPM package or @group name")]
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
 MirrorUrl = Annotated[str, AfterValidator(_release_mirror)]
+IsoUrl = Annotated[str, AfterValidator(_iso_url)]
 HttpBindAddress = Annotated[str, AfterValidator(_http_bind_address)]
 Period = Annotated[str, _matching(PERIOD, 'a period in days or weeks such as "30d" or "2w"')]
 
@@ -272,7 +306,7 @@ class BuildSettings(Model):
 
 
 class IsoSource(Model):
-    url: HttpsUrl = Field(description="Where Proxmox downloads the installer ISO (https).")
+    url: IsoUrl = Field(description="Where Proxmox downloads the installer ISO (https).")
     sha256: Sha256 = Field(description="Checksum of the ISO, verified by Proxmox on download.")
 
     @property
@@ -357,6 +391,24 @@ class Image(Model):
     @property
     def template_name(self) -> str:
         return f"{self.name}-v{self.version}"
+
+    @property
+    def install_repositories(self) -> dict[str, str]:
+        """The repositories Anaconda installs from (name -> base URL); none when it installs from the ISO."""
+        if self.install_mirror is None:
+            return {}
+        return {name: f"{self.install_mirror}/{name}/x86_64/os/" for name in ("BaseOS", "AppStream")}
+
+    @model_validator(mode="after")
+    def _installer_matches_packages(self) -> Image:
+        iso_minor = almalinux_minor(self.iso.url)
+        mirror_minor = almalinux_minor(self.install_mirror) if self.install_mirror else None
+        if iso_minor is not None and mirror_minor is not None and iso_minor != mirror_minor:
+            raise ValueError(
+                f"installMirror is AlmaLinux 9.{mirror_minor} but iso.url is 9.{iso_minor}: "
+                "the installer must install packages of its own minor release"
+            )
+        return self
 
     @model_validator(mode="after")
     def _disk_fits_partitions(self) -> Image:

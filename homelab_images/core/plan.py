@@ -136,6 +136,7 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
         insecure=config.insecure,
         ca_bundle=config.proxmox.ca_bundle,
         kickstart_delivery=config.build.kickstart_delivery,
+        install_repositories=list(image.install_repositories.values()),
         packer_template=template,
         scripts=scripts,
         smoke_test=config.build.smoke_test,

@@ -18,6 +18,7 @@ from homelab_images.runner import preflight, provenance
 from homelab_images.runner.build_log import debug_log_requested
 from homelab_images.runner.env import Credentials
 from homelab_images.runner.errors import Interrupted, RunnerError
+from homelab_images.runner.install_sources import check_install_sources
 from homelab_images.runner.inventory import Guest, list_guests, owned_by_image
 from homelab_images.runner.packer_run import (
     BUILD_ARGS,
@@ -310,6 +311,7 @@ def create(ctx: Context) -> BuildResult:
     started = time.monotonic()
     console.stage(f"preflight: {ctx.creds.endpoint} as {ctx.creds.token_id}, node {spec.node}")
     major = preflight.preflight(api, retry, spec, ctx.creds)
+    check_install_sources(spec, console.warn)
     claims = Claims(ctx.tuning.state_dir, ctx.creds.endpoint)
     guests = list_guests(api, retry, "cluster resources")
     check_name_free(spec, guests)

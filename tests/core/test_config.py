@@ -299,3 +299,55 @@ def test_smoke_settings_reach_the_build_spec_and_the_id_budget() -> None:
     without_smoke = mutated_config(tight)
     without_smoke["homelab-images:build"]["smokeTest"] = False
     assert load_config(without_smoke).build.smoke_test is False
+
+
+def _mirror_and_iso(mirror: str, iso: str) -> Any:
+    def edit(config: dict[str, Any]) -> None:
+        image = config["homelab-images:images"][0]
+        image["installMirror"] = mirror
+        image["iso"]["url"] = iso
+
+    return edit
+
+
+def test_a_minor_that_moved_to_the_vault_is_accepted() -> None:
+    config = load_config(
+        mutated_config(
+            _mirror_and_iso(
+                "https://vault.almalinux.org/9.6",
+                "https://vault.almalinux.org/9.6/isos/x86_64/AlmaLinux-9.6-x86_64-boot.iso",
+            )
+        )
+    )
+    assert config.images[0].install_repositories == {
+        "BaseOS": "https://vault.almalinux.org/9.6/BaseOS/x86_64/os/",
+        "AppStream": "https://vault.almalinux.org/9.6/AppStream/x86_64/os/",
+    }
+
+
+@pytest.mark.parametrize(
+    ("mirror", "iso", "problem"),
+    [
+        (
+            "https://vault.almalinux.org/almalinux/9.6",
+            "https://vault.almalinux.org/9.6/isos/x86_64/AlmaLinux-9.6-x86_64-boot.iso",
+            "installMirror: the AlmaLinux vault has no almalinux/ segment: use 'https://vault.almalinux.org/9.6'",
+        ),
+        (
+            "https://repo.almalinux.org/9.8",
+            "https://repo.almalinux.org/almalinux/9.8/isos/x86_64/AlmaLinux-9.8-x86_64-boot.iso",
+            "installMirror: repo.almalinux.org serves releases under /almalinux/",
+        ),
+        (
+            "https://repo.almalinux.org/almalinux/9.7",
+            "https://repo.almalinux.org/almalinux/9.8/isos/x86_64/AlmaLinux-9.8-x86_64-boot.iso",
+            "installMirror is AlmaLinux 9.7 but iso.url is 9.8",
+        ),
+    ],
+    ids=["vault-with-segment", "repo-without-segment", "minor-mismatch"],
+)
+def test_almalinux_urls_that_would_404_or_mismatch_are_refused(mirror: str, iso: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(mutated_config(_mirror_and_iso(mirror, iso)))
+    (line,) = raised.value.problems
+    assert line.startswith("homelab-images:images[0]") and problem in line

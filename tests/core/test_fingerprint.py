@@ -168,7 +168,7 @@ REBUILD: dict[str, tuple[str, TextEdit, str]] = {
         "stack",
         _replace(
             "installMirror: https://repo.almalinux.org/almalinux/9.7",
-            "installMirror: https://repo.almalinux.org/almalinux/9.8",
+            "installMirror: https://mirror.example.org/almalinux/9.7",
         ),
         "kickstart",
     ),

@@ -10,17 +10,20 @@ the stand-in in tests/fakes.
 from __future__ import annotations
 
 import copy
+import http.server
 import json
 import os
 import shlex
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -235,15 +238,55 @@ class Runner:
         return sorted(self.log_dir.glob("*.log")) if self.log_dir.exists() else []
 
 
+class Mirror:
+    """A package mirror on 127.0.0.1 that serves ``repodata/repomd.xml`` for the repositories it holds."""
+
+    def __init__(self) -> None:
+        self.served: set[str] = set()
+        mirror = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                found = self.path in mirror.served
+                body = b"<repomd/>" if found else b"not found"
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def host(self, repositories: list[str]) -> list[str]:
+        """The same repositories, served here (path kept, so the URLs still name the release)."""
+        local = []
+        for url in repositories:
+            path = urlsplit(url).path
+            self.served.add(path.rstrip("/") + "/repodata/repomd.xml")
+            local.append(f"http://127.0.0.1:{self.server.server_port}{path}")
+        return local
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Iterator[Mirror]:
+    serving = Mirror()
+    yield serving
+    serving.server.shutdown()
+
+
 @pytest.fixture
-def runner(pve: Any, fakepve_cafile: str, tmp_path: Path) -> Iterator[Runner]:
+def runner(pve: Any, fakepve_cafile: str, tmp_path: Path, mirror: Mirror) -> Iterator[Runner]:
     for name in ("bin", "home", "tmp", "state"):
         (tmp_path / name).mkdir()
     wrapper = tmp_path / "bin" / "packer"
     settings = tmp_path / "fake-packer.env"
     wrapper.write_text(f'#!/bin/sh\n. "{settings}"\nexec "{sys.executable}" "{STAND_IN_PACKER}" "$@"\n')
     wrapper.chmod(0o755)
-    spec = shipped_spec().replace(ca_bundle=fakepve_cafile)
+    shipped = shipped_spec()
+    spec = shipped.replace(ca_bundle=fakepve_cafile, install_repositories=mirror.host(shipped.install_repositories))
     yield Runner(pve, fakepve_cafile, tmp_path, spec)
 
 

@@ -18,7 +18,9 @@ from tests.runner.conftest import ISO_FILE, TOKEN_ID, Runner, tags_of, vms
 
 def cd_spec(runner: Runner) -> BuildSpec:
     plan = plan_for(lambda config: config["homelab-images:build"].update(kickstartDelivery="cd"))
-    return plan.build_spec.replace(ca_bundle=runner.spec.ca_bundle)
+    return plan.build_spec.replace(
+        ca_bundle=runner.spec.ca_bundle, install_repositories=runner.spec.install_repositories
+    )
 
 
 def iso_files(pve: Any) -> set[str]:
