@@ -98,6 +98,9 @@ def default_build_result(inputs: Mapping[str, Any], vm_id: int) -> dict[str, Any
         "builtAt": "2026-11-25T10:00:00Z",
         "sourceCommit": None,
         "retained": [],
+        "smoke": {"passed": True, "readySeconds": 41.7, "checkedAt": "2026-11-25T10:02:31Z"}
+        if spec.get("smoke_test", True)
+        else None,
     }
 
 

@@ -270,3 +270,19 @@ def test_a_build_that_prints_no_result_fails_the_update_clearly() -> None:
     mocks = RecordingMocks(build_result=lambda inputs, vm_id: {"vmId": "not-a-number"})
     with pytest.raises(Exception, match="does not end with a build result"):
         run_program(secrets={"proxmoxve:apiToken": TOKEN}, mocks=mocks)
+
+
+def test_the_smoke_test_result_and_settings_pass_through() -> None:
+    """The build's smoke result reaches the stack output; the settings reach the build's stdin."""
+    run = run_program(secrets={"proxmoxve:apiToken": TOKEN})
+    (template,) = run.outputs["templates"].values()
+    assert template["smoke"] == {"passed": True, "readySeconds": 41.7, "checkedAt": "2026-11-25T10:02:31Z"}
+    (build,) = run.of_type("command:local:Command")
+    spec = json.loads(build.inputs["stdin"])
+    assert (spec["smoke_test"], spec["smoke_timeout_minutes"], spec["keep_failed_templates"]) == (True, 15, False)
+
+    config = copy.deepcopy(fixture_config())
+    config["homelab-images:build"]["smokeTest"] = False
+    off = run_program(config=config, secrets={"proxmoxve:apiToken": TOKEN})
+    (template,) = off.outputs["templates"].values()
+    assert template["smoke"] is None
