@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -147,6 +148,8 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
         entry: dict[str, object] = {
             "version": plan.image.version,
             "fingerprint": plan.fingerprint,
+            # What the lock file records for the version: the fingerprint without its freshness part.
+            "lockDigest": content_fingerprint(plan.fingerprint_parts),
             "targets": targets,
         }
         if args.explain:
@@ -278,6 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KickstartInvalid, CommandFailed) as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing left to say, and nowhere to say it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except OSError as error:
         # Whatever file the command could not read or write (the lock file, a kickstart script ...).

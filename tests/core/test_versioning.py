@@ -110,3 +110,27 @@ def test_preview_only_warns_when_not_strict(caplog: Any) -> None:
         run = run_program(config=mutated_config(unbumped_lenient))
     assert run.outputs["templates"][IMAGE]["version"] == "1.0.0"
     assert "the image changed but its version did not" in caplog.text
+
+
+def _fingerprint_entry(stack_file: Path, capsys: Any) -> dict[str, Any]:
+    assert cli_main(["fingerprint", "--stack-file", str(stack_file)]) == 0
+    entry: dict[str, Any] = json.loads(capsys.readouterr().out)[IMAGE]
+    return entry
+
+
+def test_the_lock_records_the_printed_lock_digest(project: Path, capsys: Any) -> None:
+    _edit(project, "rootMinGiB: 8", "rootMinGiB: 10")
+    _edit(project, 'version: "1.0.0"', 'version: "1.1.0"')
+    assert _lock(project, "--update", capsys)[0] == 0
+    entry = _fingerprint_entry(project, capsys)
+    recorded = json.loads(project.with_name("Pulumi.homelab.lock.json").read_text(encoding="utf-8"))
+    assert recorded["images"][IMAGE]["1.1.0"] == entry["lockDigest"]
+    # rebuildEvery adds the freshness part to the fingerprint only.
+    assert entry["lockDigest"] != entry["fingerprint"]
+
+
+def test_without_rebuild_every_the_lock_digest_is_the_fingerprint(project: Path, capsys: Any) -> None:
+    text = project.read_text(encoding="utf-8")
+    project.write_text("".join(line for line in text.splitlines(True) if "rebuildEvery:" not in line))
+    entry = _fingerprint_entry(project, capsys)
+    assert entry["lockDigest"] == entry["fingerprint"]
