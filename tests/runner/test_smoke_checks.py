@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from homelab_images.runner import smoke_checks as checks
 from homelab_images.runner.guest_agent import Execution
 from homelab_images.runner.smoke_checks import Check, Expectations
+from tests.rendering import needs_shellcheck, shellcheck_problems
 
 GIB = 1024**3
 MIB = 1024**2
@@ -127,13 +127,10 @@ def test_the_guest_clock_may_have_been_stepped_a_little_after_boot() -> None:
     assert verdict.passed, verdict.found
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is installed by .ci/run")
-@pytest.mark.parametrize("check", checks.CHECKS, ids=lambda c: c.name)
-def test_check_scripts_pass_shellcheck(check: Check) -> None:
-    done = subprocess.run(
-        ["shellcheck", "--shell=sh", "-"], input=check.argv[2], capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stdout
+@needs_shellcheck
+def test_check_scripts_pass_shellcheck(tmp_path: Path) -> None:
+    scripts = {f"check-{index}.sh": "#!/bin/sh\n" + check.argv[2] for index, check in enumerate(checks.CHECKS)}
+    assert shellcheck_problems(tmp_path, scripts) == []
 
 
 def test_the_token_check_prints_setting_names_never_their_values(tmp_path: Path) -> None:
