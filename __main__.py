@@ -1,7 +1,8 @@
 """homelab-images: golden AlmaLinux 9 + k3s VM templates on Proxmox VE.
 
 stack config -> per image: kickstart, ISO on Proxmox storage, Packer build,
-template read back from Proxmox -> ``templates`` stack output.
+template read back from Proxmox -> ``templates`` stack output; with the qemu
+target also a qcow2 file built on this machine -> ``artifacts`` stack output.
 """
 
 import pulumi
@@ -54,3 +55,5 @@ images = {
 
 pulumi.export("schemaVersion", OUTPUTS_SCHEMA_VERSION)
 pulumi.export("templates", {name: image.template for name, image in images.items()})
+# Images whose targets include qemu: per target, the file that was built.
+pulumi.export("artifacts", {name: image.artifacts for name, image in images.items() if image.artifacts is not None})

@@ -19,6 +19,7 @@ import pulumi
 from components.iso_file import IsoFile
 from components.packer_build import PackerBuild, PackerBuildArgs
 from components.proxmox_template import ProxmoxTemplate, ProxmoxTemplateArgs
+from components.qemu_artifact import QemuArtifact, artifact_output
 from homelab_images.core.packer_template import SCSI_CONTROLLER
 from homelab_images.core.plan import ImagePlan, plan_for_node
 from homelab_images.core.versioning import content_fingerprint, former_versions
@@ -87,7 +88,13 @@ class GoldenImage(pulumi.ComponentResource):
         self.template = pulumi.Output.all(
             primary.template.vm_id, primary.template.node, primary.template.name, primary.build.result, node_outputs
         ).apply(entry)
-        self.register_outputs({"template": self.template})
+        outputs: dict[str, Any] = {"template": self.template}
+        self.artifacts: pulumi.Output[dict[str, Any]] | None = None
+        if plan.qemu is not None:
+            self.qemu = QemuArtifact(f"{name}-qemu", plan.qemu.spec, pulumi.ResourceOptions(parent=self))
+            self.artifacts = self.qemu.result.apply(lambda result: {"qemu": artifact_output(result)})
+            outputs["artifacts"] = self.artifacts
+        self.register_outputs(outputs)
 
     def _build_on(self, name: str, plan: ImagePlan, args: GoldenImageArgs) -> _NodeTemplate:
         node = plan.build_spec.node

@@ -21,6 +21,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 
 from components import program
+from homelab_images.contract.commands import QEMU_CREATE_COMMAND
 from homelab_images.contract.ownership import OWNER_TAG, fingerprint_tag, image_tag, version_tag
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +105,25 @@ def default_build_result(inputs: Mapping[str, Any], vm_id: int) -> dict[str, Any
     }
 
 
+def artifact_result(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """What the qemu build prints for its spec (homelab_images.runner.qemu)."""
+    spec = json.loads(inputs["stdin"])
+    directory = f"/srv/artifacts/{spec['image']}/{spec['template_name']}-{spec['fingerprint'][:12]}"
+    return {
+        "image": spec["image"],
+        "version": spec["version"],
+        "fingerprint": spec["fingerprint"],
+        "path": f"{directory}/{spec['file_name']}",
+        "file": spec["file_name"],
+        "size": 1_234_567_890,
+        "sha256": "c" * 64,
+        "manifest": f"{directory}/manifest.json",
+        "builtAt": "2026-11-25T10:30:00Z",
+        "sourceCommit": None,
+        "retained": [],
+    }
+
+
 @dataclass
 class RecordingMocks(pulumi.runtime.Mocks):
     """Answers like the providers would: the build prints its result line, Proxmox reports the template."""
@@ -115,9 +135,16 @@ class RecordingMocks(pulumi.runtime.Mocks):
     """Templates someone deleted in Proxmox after they were built."""
     calls: list[pulumi.runtime.MockCallArgs] = field(default_factory=list)
     builds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         outputs = dict(args.inputs)
+        if args.typ == "command:local:Command" and args.inputs.get("create") == QEMU_CREATE_COMMAND:
+            result = artifact_result(args.inputs)
+            self.artifacts[args.name] = {"inputs": args.inputs, "result": result}
+            outputs["stdout"] = json.dumps(result)
+            outputs["stderr"] = "[build 00:01] stage: packer init\n"
+            return f"{args.name}-id", outputs
         if args.typ == "command:local:Command":
             if pulumi_settings.is_dry_run():
                 # A preview runs no command: stdout and stderr are unknown (tests/engine.py [preview]).

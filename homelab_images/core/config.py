@@ -215,7 +215,14 @@ def _absolute_path(value: str) -> str:
     return value
 
 
+def _directory_path(value: str) -> str:
+    if not value.strip() or "\x00" in value or value != value.strip():
+        raise ValueError(f"expected a directory path, got {value!r}")
+    return value
+
+
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+DirectoryPath = Annotated[str, AfterValidator(_directory_path)]
 
 # Where an image is built: proxmox-iso installs on the Proxmox node and leaves a
 # template there; qemu installs on the machine that runs the build and leaves a
@@ -285,6 +292,10 @@ class BuildSettings(Model):
             "IPv4 address of the machine running Packer that the build VM can reach; Packer serves ks.cfg "
             "there and puts it in the boot command (default: its first non-loopback IPv4 address)."
         ),
+    )
+    artifact_dir: DirectoryPath = Field(
+        default="artifacts",
+        description="Where qemu builds leave their qcow2 files; a relative path starts at the project directory.",
     )
     qemu: QemuSettings = Field(default=QemuSettings(), description="Settings of the qemu target.")
     smoke_test: bool = Field(

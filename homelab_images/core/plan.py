@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from homelab_images.contract.artifact import ArtifactHardware, ArtifactSpec
 from homelab_images.contract.build_spec import BuildSpec, IdRange
 from homelab_images.contract.fingerprint_parts import SHARED_PART_NAMES
 from homelab_images.contract.ownership import build_tags, packer_tags
@@ -39,8 +40,9 @@ from homelab_images.core.packer_template import (
     render_packer_template,
 )
 from homelab_images.core.paths import KICKSTART_DIR
+from homelab_images.core.qemu_plugin import PLUGIN_SOURCE as QEMU_PLUGIN_SOURCE
 from homelab_images.core.qemu_plugin import PLUGIN_VERSION as QEMU_PLUGIN_VERSION
-from homelab_images.core.qemu_template import qemu_fingerprint_inputs, render_qemu_template
+from homelab_images.core.qemu_template import artifact_file_name, qemu_fingerprint_inputs, render_qemu_template
 
 
 def provisioning_scripts(directory: Path) -> dict[str, str]:
@@ -62,6 +64,7 @@ class QemuPlan:
     template: dict[str, Any]
     fingerprint_parts: dict[str, str]
     fingerprint: str
+    spec: ArtifactSpec
 
 
 @dataclass(frozen=True)
@@ -150,10 +153,13 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
             **shared_parts(image, kickstart, scripts, now),
             **qemu_parts(inputs.builder, QEMU_PLUGIN_VERSION, inputs.firmware, inputs.disk_format),
         }
+        qemu_fingerprint = combine(qemu_fingerprint_parts)
+        qemu_template = render_qemu_template(image, config.build, kickstart)
         qemu = QemuPlan(
-            template=render_qemu_template(image, config.build, kickstart),
+            template=qemu_template,
             fingerprint_parts=qemu_fingerprint_parts,
-            fingerprint=combine(qemu_fingerprint_parts),
+            fingerprint=qemu_fingerprint,
+            spec=artifact_spec(config, image, qemu_fingerprint, qemu_fingerprint_parts, qemu_template, scripts),
         )
     return ImagePlan(image, kickstart, spec, qemu)
 
@@ -167,6 +173,45 @@ def packer_variables(spec: BuildSpec) -> dict[str, Any]:
         VAR_PUBLIC_KEY: BUILD_KEY_PLACEHOLDER,
         VAR_PRIVATE_KEY_FILE: "build_ssh_key",
     }
+
+
+def artifact_spec(
+    config: StackConfig,
+    image: Image,
+    fingerprint: str,
+    parts: dict[str, str],
+    template: dict[str, Any],
+    scripts: dict[str, str],
+) -> ArtifactSpec:
+    """The qemu build command's stdin."""
+    hardware = image.hardware
+    qemu = config.build.qemu
+    return ArtifactSpec(
+        image=image.name,
+        version=image.version,
+        template_name=image.template_name,
+        fingerprint=fingerprint,
+        fingerprint_parts=parts,
+        file_name=artifact_file_name(image),
+        artifact_dir=config.build.artifact_dir,
+        iso_sha256=image.iso.sha256,
+        k3s_version=image.k3s.version,
+        hardware=ArtifactHardware(
+            firmware=hardware.firmware,
+            machine=hardware.machine,
+            cores=hardware.cores,
+            memoryMiB=hardware.memory_mib,
+            disk_bus=hardware.disk_bus,
+            diskGiB=hardware.disk_gib,
+        ),
+        firmware_files=[qemu.ovmf_code, qemu.ovmf_vars] if hardware.firmware == "ovmf" else [],
+        accelerator=qemu.accelerator,
+        builder=f"{QEMU_PLUGIN_SOURCE} {QEMU_PLUGIN_VERSION}",
+        retain_previous=config.build.retain_previous,
+        timeout_minutes=config.build.timeout_minutes,
+        packer_template=template,
+        scripts=scripts,
+    )
 
 
 def plan_stack(config: StackConfig, now: datetime, kickstart_dir: Path = KICKSTART_DIR) -> list[ImagePlan]:

@@ -28,6 +28,7 @@ from homelab_images.runner.packer_run import (
     build_directory,
     find_packer,
     packer_environment,
+    packer_error,
     packer_init_environment,
     read_manifest,
     write_build_files,
@@ -43,8 +44,6 @@ from homelab_images.runner.vmids import Claims, allocate, id_free_on_cluster
 # A VM ID lost to a racing build is retried with the next free one, this many times in all.
 ID_ATTEMPTS = 3
 FAILURE_TAIL_LINES = 30
-BUILD_ERRORED = re.compile(r"Build '[^']*' errored after [^:]*: (?P<message>.+)")
-PACKER_ERROR = re.compile(r"(?:^|: )(?:Error|error)\b.*")
 ID_TAKEN = re.compile(r"VM \d+ already exists|already exists on node", re.I)
 
 
@@ -100,19 +99,6 @@ def check_name_free(spec: BuildSpec, guests: list[Guest]) -> None:
             "homelab-images:images",
             "rename or remove that VM, or bump the image's version so the template gets a new name",
         )
-
-
-def packer_error(run: PackerRun) -> str:
-    """Packer's own summary of why the build failed, else its last error line."""
-    for line in reversed(run.tail):
-        match = BUILD_ERRORED.search(line)
-        if match:
-            return match["message"].strip()
-    for line in reversed(run.tail):
-        match = PACKER_ERROR.search(line)
-        if match:
-            return match.group(0).lstrip(": ").strip()
-    return "no error message in Packer's output"
 
 
 def diagnose(run: PackerRun, where: str, creds: Credentials) -> RunnerError:

@@ -90,20 +90,29 @@ PASSED_TO_PACKER_INIT = PASSED_TO_PACKER | {"PACKER_GITHUB_API_TOKEN"}
 
 STAGES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"Installed plugin|already installed", re.I), "Packer plugin ready"),
-    (re.compile(r"Creating VM", re.I), "creating the VM"),
+    (re.compile(r"Retrieving ISO", re.I), "fetching the installer ISO"),
+    (re.compile(r"Creating VM|Creating required virtual machine disks", re.I), "creating the VM"),
     (re.compile(r"Starting VM", re.I), "booting the installer"),
     (re.compile(r"Typing the boot command", re.I), "typing the boot command"),
     (re.compile(r"Waiting for SSH", re.I), "installing the OS (waiting for SSH)"),
     (re.compile(r"Connected to SSH", re.I), "OS installed, connected over SSH"),
     (re.compile(r"Provisioning with shell script: (?:\S*/)?(\S+)", re.I), "provisioning: {0}"),
-    (re.compile(r"Stopping VM", re.I), "stopping the VM"),
+    (re.compile(r"Stopping VM|Gracefully halting virtual machine", re.I), "stopping the VM"),
+    (re.compile(r"Converting hard drive", re.I), "compressing the disk image"),
     (re.compile(r"Converting VM to template", re.I), "converting to a template"),
     (re.compile(r"Adding a cloud-init", re.I), "adding the cloud-init drive"),
     (re.compile(r"Running post-processor", re.I), "writing the manifest"),
-    (re.compile(r"Deleting VM|Destroying VM|Stopping and deleting", re.I), "Packer is cleaning up the VM"),
+    (
+        re.compile(r"Deleting VM|Destroying VM|Stopping and deleting|Deleting output directory", re.I),
+        "Packer is cleaning up the VM",
+    ),
     (re.compile(r"Build '[^']*' errored", re.I), "Packer build failed"),
     (re.compile(r"Build '[^']*' finished", re.I), "Packer finished"),
 )
+
+
+BUILD_ERRORED = re.compile(r"Build '[^']*' errored after [^:]*: (?P<message>.+)")
+PACKER_ERROR = re.compile(r"(?:^|: )(?:Error|error)\b.*")
 
 
 def stage_of(line: str) -> str | None:
@@ -160,11 +169,18 @@ class BuildFiles:
 
 
 def write_build_files(spec: BuildSpec, directory: Path) -> BuildFiles:
-    (directory / TEMPLATE_FILE).write_text(json.dumps(spec.packer_template, indent=2) + "\n", encoding="utf-8")
-    scripts = directory / SCRIPTS_DIR
-    scripts.mkdir(mode=0o700)
-    for name, text in spec.scripts.items():
-        (scripts / name).write_text(text, encoding="utf-8")
+    return write_packer_files(directory, TEMPLATE_FILE, spec.packer_template, spec.scripts)
+
+
+def write_packer_files(
+    directory: Path, template_file: str, template: Mapping[str, object], scripts: Mapping[str, str]
+) -> BuildFiles:
+    """The template, the provisioning scripts and a fresh key pair (the private key 0600) in ``directory``."""
+    (directory / template_file).write_text(json.dumps(template, indent=2) + "\n", encoding="utf-8")
+    scripts_dir = directory / SCRIPTS_DIR
+    scripts_dir.mkdir(mode=0o700)
+    for name, text in scripts.items():
+        (scripts_dir / name).write_text(text, encoding="utf-8")
     keys = generate_key_pair()
     private_key = directory / PRIVATE_KEY_FILE
     fd = os.open(private_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -307,6 +323,19 @@ def run_packer(
     result.exit_code = process.returncode
     result.seconds = time.monotonic() - started
     return result
+
+
+def packer_error(run: PackerRun) -> str:
+    """Packer's own summary of why the build failed, else its last error line."""
+    for line in reversed(run.tail):
+        match = BUILD_ERRORED.search(line)
+        if match:
+            return match["message"].strip()
+    for line in reversed(run.tail):
+        match = PACKER_ERROR.search(line)
+        if match:
+            return match.group(0).lstrip(": ").strip()
+    return "no error message in Packer's output"
 
 
 def find_packer(environ: Mapping[str, str]) -> str:

@@ -179,6 +179,7 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         "not a known setting",
     ),
     ("smoke-timeout-too-short", _set("homelab-images:build/smokeTimeoutMinutes", 1), "build.smokeTimeoutMinutes", "2"),
+    ("artifact-dir-blank", _set("homelab-images:build/artifactDir", " "), "homelab-images:build.artifactDir", "path"),
     (
         "mirror-is-a-repo",
         _set(f"{IMG}.installMirror", "https://repo.almalinux.org/almalinux/9.7/BaseOS/x86_64/os/"),

@@ -10,10 +10,9 @@ import pytest
 
 from homelab_images.contract.result import parse_result
 from homelab_images.runner.console import Console
-from homelab_images.runner.create import packer_error
 from homelab_images.runner.env import parse_token
 from homelab_images.runner.errors import RunnerError
-from homelab_images.runner.packer_run import PackerRun, read_manifest, stage_of
+from homelab_images.runner.packer_run import PackerRun, packer_error, read_manifest, stage_of
 from homelab_images.runner.preflight import held_on
 from homelab_images.runner.provenance import describe, parse
 from homelab_images.runner.proxmox import Kind, kind_of_message
