@@ -59,12 +59,21 @@ def provisioning_scripts(directory: Path) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class QemuPlan:
-    """The image's qemu target: its template and its own fingerprint."""
+    """The image's qemu target: the qemu build command's spec carries its template and fingerprint."""
 
-    template: dict[str, Any]
-    fingerprint_parts: dict[str, str]
-    fingerprint: str
     spec: ArtifactSpec
+
+    @property
+    def template(self) -> dict[str, Any]:
+        return self.spec.packer_template
+
+    @property
+    def fingerprint_parts(self) -> dict[str, str]:
+        return self.spec.fingerprint_parts
+
+    @property
+    def fingerprint(self) -> str:
+        return self.spec.fingerprint
 
 
 @dataclass(frozen=True)
@@ -155,12 +164,7 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
         }
         qemu_fingerprint = combine(qemu_fingerprint_parts)
         qemu_template = render_qemu_template(image, config.build, kickstart)
-        qemu = QemuPlan(
-            template=qemu_template,
-            fingerprint_parts=qemu_fingerprint_parts,
-            fingerprint=qemu_fingerprint,
-            spec=artifact_spec(config, image, qemu_fingerprint, qemu_fingerprint_parts, qemu_template, scripts),
-        )
+        qemu = QemuPlan(artifact_spec(config, image, qemu_fingerprint, qemu_fingerprint_parts, qemu_template, scripts))
     return ImagePlan(image, kickstart, spec, qemu)
 
 

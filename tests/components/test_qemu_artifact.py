@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from homelab_images.contract.commands import QEMU_CREATE_COMMAND, QEMU_DELETE_COMMAND, QEMU_UPDATE_COMMAND
-from homelab_images.core.fingerprint import SHARED_PART_NAMES, TARGET_PART_NAMES
+from homelab_images.contract.fingerprint_parts import SHARED_PART_NAMES, TARGET_PART_NAMES
 from tests.pulumi_harness import ROOT, run_program
 from tests.stack_files import image, mutated_config
 
