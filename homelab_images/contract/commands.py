@@ -44,6 +44,7 @@ def build_triggers(fingerprint_parts: Mapping[str, str], node: str, vm_storage: 
     """
     return [dict(sorted(fingerprint_parts.items())), {"node": node, "vmStorage": vm_storage}]
 
+
 # The qemu target's build: it needs no Proxmox credential. Stable like the ones above.
 QEMU_RUNNER_MODULE = "homelab_images.runner.qemu"
 QEMU_CREATE_COMMAND = f'"${{HOMELAB_IMAGES_PYTHON:-venv/bin/python}}" -m {QEMU_RUNNER_MODULE} create'

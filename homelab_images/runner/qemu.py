@@ -46,12 +46,14 @@ from homelab_images.runner.artifacts import (
     stored_artifacts,
     write_manifest,
 )
+from homelab_images.runner.build_log import debug_log_requested
 from homelab_images.runner.console import Console
 from homelab_images.runner.env import PREVIOUS_STDOUT_VAR, Tuning, read_tuning
 from homelab_images.runner.errors import EXIT_INVALID, Interrupted, RunnerError
 from homelab_images.runner.packer_run import (
     PASSED_TO_PACKER,
     PASSED_TO_PACKER_INIT,
+    BuildDirectory,
     BuildFiles,
     PackerRun,
     build_directory,
@@ -66,6 +68,7 @@ from homelab_images.runner.signals import SignalHub
 INIT_ARGS = ("init", QEMU_TEMPLATE_FILE)
 BUILD_ARGS = ("build", "-color=false", "-on-error=cleanup", "-timestamp-ui", QEMU_TEMPLATE_FILE)
 OUTPUT_DIR = "output"
+FAILURE_TAIL_LINES = 30
 ARTIFACT_DIR_KEY = "homelab-images:build.artifactDir"
 
 
@@ -138,13 +141,24 @@ def _timeout_seconds(ctx: QemuContext) -> float:
 
 
 def _packer(
-    ctx: QemuContext, args: tuple[str, ...], directory: Path, env: Mapping[str, str], deadline: float
+    ctx: QemuContext, args: tuple[str, ...], build: BuildDirectory, env: Mapping[str, str], deadline: float
 ) -> PackerRun:
     packer = find_packer(ctx.environ)
-    return run_packer(packer, args, directory, env, ctx.console, ctx.hub, deadline, ctx.tuning.kill_grace_seconds)
+    grace = ctx.tuning.kill_grace_seconds
+    return run_packer(packer, args, build.path, env, ctx.console, ctx.hub, deadline, grace, build.log, build.guardian)
+
+
+def _show_tail(console: Console, run: PackerRun) -> None:
+    """Packer's last lines on stderr, bounded (stderr is passed back to the next update)."""
+    lines = list(run.tail)[-FAILURE_TAIL_LINES:]
+    if lines:
+        console.note(f"Packer's last {len(lines)} lines:")
+        for line in lines:
+            console.raw(f"  | {line}")
 
 
 def _failed(run: PackerRun, ctx: QemuContext, what: str) -> RunnerError:
+    _show_tail(ctx.console, run)
     if run.timed_out:
         return RunnerError(
             f"the qemu build exceeded its timeout of {_timeout_seconds(ctx) / 60:g} minutes",
@@ -259,6 +273,25 @@ def verify_stored(artifact: StoredArtifact, sha256: str | None = None) -> str | 
     return None
 
 
+def _build_in(ctx: QemuContext, build: BuildDirectory, work: Path, deadline: float) -> None:
+    spec, console = ctx.spec, ctx.console
+    files = write_packer_files(build.path, QEMU_TEMPLATE_FILE, spec.packer_template, spec.scripts)
+    env = packer_environment(ctx.environ, files, work / OUTPUT_DIR)
+    console.stage("packer init")
+    init = _packer(ctx, INIT_ARGS, build, _init_environment(ctx.environ, env), deadline)
+    if init.signum is not None:
+        raise Interrupted(init.signum)
+    if not init.ok:
+        raise _failed(init, ctx, "packer init (it installs github.com/hashicorp/qemu)")
+    console.stage(f"packer build: {spec.file_name} with {spec.accelerator}")
+    run = _packer(ctx, BUILD_ARGS, build, env, deadline)
+    if run.signum is not None:
+        raise Interrupted(run.signum)
+    if not run.ok:
+        raise _failed(run, ctx, "packer build")
+    built_file(build.path, spec.file_name)
+
+
 def create(ctx: QemuContext) -> ArtifactResult:
     spec, console = ctx.spec, ctx.console
     console.stage(f"preflight: qemu build of {spec.file_name} in {ctx.image_dir}")
@@ -289,22 +322,15 @@ def create(ctx: QemuContext) -> ArtifactResult:
     work = ctx.image_dir / f"{WORK_PREFIX}{spec.fingerprint[:12]}-{os.getpid()}"
     work.mkdir(mode=0o700)
     try:
-        with build_directory() as directory:
-            files = write_packer_files(directory, QEMU_TEMPLATE_FILE, spec.packer_template, spec.scripts)
-            env = packer_environment(ctx.environ, files, work / OUTPUT_DIR)
-            console.stage("packer init")
-            init = _packer(ctx, INIT_ARGS, directory, _init_environment(ctx.environ, env), deadline)
-            if init.signum is not None:
-                raise Interrupted(init.signum)
-            if not init.ok:
-                raise _failed(init, ctx, "packer init (it installs github.com/hashicorp/qemu)")
-            console.stage(f"packer build: {spec.file_name} with {spec.accelerator}")
-            run = _packer(ctx, BUILD_ARGS, directory, env, deadline)
-            if run.signum is not None:
-                raise Interrupted(run.signum)
-            if not run.ok:
-                raise _failed(run, ctx, "packer build")
-            built_file(directory, spec.file_name)
+        # The guardian stops Packer (which then deletes its output) if this process is killed.
+        with build_directory(ctx.tuning.log_dir, spec.image, 0, console.scrub, ctx.tuning.kill_grace_seconds) as build:
+            try:
+                _build_in(ctx, build, work, deadline)
+            except BaseException:
+                console.note(f"Packer's full log: {build.log.keep(console.scrub)}", always=True)
+                raise
+            if debug_log_requested(ctx.environ):
+                console.note(f"Packer's full log with its debug output: {build.log.keep(console.scrub)}", always=True)
         artifact = _finish(ctx, work, qemu_img, built_at, commit)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -28,11 +28,13 @@ from homelab_images.contract.artifact import ArtifactSpec
 from homelab_images.contract.commands import QEMU_CREATE_COMMAND, QEMU_DELETE_COMMAND, QEMU_UPDATE_COMMAND
 from homelab_images.core.config import load_config
 from homelab_images.core.plan import plan_stack
-from tests.runner.conftest import COMMAND_TIMEOUT, REPO, STAND_IN_PACKER, Run
+from tests.engine import Run
+from tests.runner.conftest import COMMAND_TIMEOUT, REPO, STAND_IN_PACKER
 from tests.stack_files import image, mutated_config
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img (Debian: qemu-utils)")
 GIB = 1024**3
+SECRET = "never-needed-by-a-qemu-build-5ecr3t"
 
 
 def _spec(tmp: Path, accelerator: str = "tcg") -> ArtifactSpec:
@@ -75,7 +77,8 @@ class QemuRunner:
             "TMPDIR": str(self.root / "tmp"),
             "HOMELAB_IMAGES_PYTHON": sys.executable,
             "HOMELAB_IMAGES_KILL_GRACE_SECONDS": "5",
-            "PROXMOX_VE_API_TOKEN": "images@pve!build=never-needed-by-a-qemu-build",
+            # In the caller's environment, never needed: it must not reach Packer or any output.
+            "PROXMOX_VE_API_TOKEN": f"images@pve!build={SECRET}",
             **extra,
         }
         settings = {"FAKE_PACKER_RECORD": str(self.record_file)}
@@ -94,7 +97,7 @@ class QemuRunner:
             timeout=COMMAND_TIMEOUT,
             check=False,
         )
-        return Run(done.returncode, done.stdout, done.stderr)
+        return Run(command, done.returncode, done.stdout, done.stderr, env, secrets=(SECRET,))
 
     def create(self, spec: ArtifactSpec | None = None, **env: str) -> Run:
         return self._run(QEMU_CREATE_COMMAND, spec, self.env(**env))
