@@ -1,4 +1,19 @@
-"""IsoFile: the installer ISO, downloaded once by Proxmox onto ISO storage."""
+"""IsoFile: the installer ISO, downloaded once by Proxmox onto ISO storage.
+
+How pulumi-proxmoxve's ``download.File`` behaves (bpg/terraform-provider-proxmox,
+fwprovider/nodes/resource_download_file.go, which pulumi-proxmoxve 8.6.0 bridges):
+Proxmox's download-url refuses a file that exists ("refusing to override existing
+file"); with ``overwrite_unmanaged`` the provider deletes it and downloads again,
+without it the first ``pulumi up`` fails when the ISO was put there by hand. Its
+``overwrite`` replaces the file when its size on storage changed; ``Delete``
+deletes the file by volume ID.
+
+So: an ISO already on storage is replaced once by a verified download (the
+checksum is checked by Proxmox) and is managed from then on; a replacement
+(a new URL for the same file name) deletes before it creates, so the old
+resource's delete can never remove the new file; and ``pulumi destroy`` keeps
+the file, which other VMs or stacks may still use.
+"""
 
 from __future__ import annotations
 
@@ -36,8 +51,9 @@ class IsoFile(pulumi.ComponentResource):
             # Never replace the ISO because the mirror's file size changed: the
             # checksum pins the content, and a re-download would only cost time.
             overwrite=False,
+            overwrite_unmanaged=True,
             upload_timeout=DOWNLOAD_TIMEOUT_SECONDS,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, retain_on_delete=True),
         )
         self.download = download
         self.volume_id = download.id

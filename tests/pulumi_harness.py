@@ -83,6 +83,7 @@ class Registration:
     replace_on_changes: list[str]
     additional_secret_outputs: list[str]
     delete_before_replace: bool = False
+    retain_on_delete: bool = False
     ignore_changes: list[str] = field(default_factory=list)
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
 
@@ -215,6 +216,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     replace_on_changes=list(request.replaceOnChanges),
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     delete_before_replace=bool(request.deleteBeforeReplace),
+                    retain_on_delete=bool(request.retainOnDelete),
                     ignore_changes=list(request.ignoreChanges),
                     property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
                 )

@@ -7,14 +7,14 @@ import copy
 from typing import Any
 
 from tests.engine import CommandInputs
-from tests.pulumi_harness import fixture_config, run_program, unwrap_secrets
+from tests.pulumi_harness import ProgramRun, fixture_config, run_program, unwrap_secrets
 from tests.runner.conftest import SECRET, TOKEN_ID, Runner, vms
 
 
-def declared(
+def program_run(
     runner: Runner, build: dict[str, Any] | None = None, extra_packages: list[str] | None = None
-) -> CommandInputs:
-    """The Command inputs the real program registers for the fixture stack pointed at fakepve."""
+) -> ProgramRun:
+    """The real program on the fixture stack, pointed at fakepve."""
     config = copy.deepcopy(fixture_config())
     config["proxmoxve:endpoint"] = f"https://127.0.0.1:{runner.pve.port}/"
     config["homelab-images:proxmox"] = {**config["homelab-images:proxmox"], "caBundle": runner.cafile}
@@ -22,7 +22,14 @@ def declared(
     (image,) = config["homelab-images:images"]
     if extra_packages is not None:
         image["packages"] = {**image["packages"], "extra": extra_packages}
-    run = run_program(config=config, secrets={"proxmoxve:apiToken": f"{TOKEN_ID}={SECRET}"})
+    return run_program(config=config, secrets={"proxmoxve:apiToken": f"{TOKEN_ID}={SECRET}"})
+
+
+def declared(
+    runner: Runner, build: dict[str, Any] | None = None, extra_packages: list[str] | None = None
+) -> CommandInputs:
+    """The Command inputs the real program registers for the fixture stack pointed at fakepve."""
+    run = program_run(runner, build, extra_packages)
     inputs = unwrap_secrets(run.one("command:local:Command").raw_inputs)
     return CommandInputs(
         create=inputs["create"],
