@@ -387,7 +387,10 @@ class Image(Model):
     timezone: Annotated[str, _matching(TIMEZONE, 'an Olson time zone such as "UTC"')] = "UTC"
     lang: Annotated[str, _matching(LANG, 'a UTF-8 locale such as "en_US.UTF-8"')] = "en_US.UTF-8"
     keyboard: Annotated[str, _matching(KEYMAP, 'a console keymap such as "us"')] = "us"
-    firewall: Literal["enabled", "disabled"] = Field(default="enabled", description="firewalld on or off.")
+    firewall: Literal["enabled", "disabled"] = Field(
+        default="disabled",
+        description="firewalld on (k3s' ports open per role) or off, as k3s recommends.",
+    )
     install_mirror: MirrorUrl | None = Field(
         default=None,
         description="Install from this AlmaLinux mirror (…/almalinux/9.x) instead of the packages on the ISO.",

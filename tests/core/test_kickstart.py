@@ -114,10 +114,10 @@ def test_install_source_is_the_iso_or_the_pinned_mirror() -> None:
     assert media.method.method == "cdrom"
 
 
-def test_firewall_choice_opens_k3s_ports_when_enabled() -> None:
+def test_firewall_is_off_unless_enabled_as_k3s_recommends() -> None:
+    assert not _parsed(plan_for(_image(firewall=None)).kickstart).firewall.enabled
     handler = _parsed(plan_for(_image(firewall="enabled")).kickstart)
-    assert handler.firewall.enabled
-    assert "6443:tcp" in handler.firewall.ports and "8472:udp" in handler.firewall.ports
+    assert handler.firewall.enabled and handler.firewall.services == ["ssh"]
 
 
 def test_extra_and_excluded_packages_reach_the_package_section() -> None:
