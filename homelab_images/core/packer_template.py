@@ -291,7 +291,7 @@ def validate_packer_template(
 ) -> None:
     """What Packer and the pinned proxmox plugin would reject, plus this program's own rules.
 
-    ``variables``: the values the build command sets (``PKR_VAR_*``), so that the plugin's
+    ``variables``: the values the runner sets (``PKR_VAR_*``), so that the plugin's
     checks see the tags, VM ID and names a real build hands it.
     """
     problems = []

@@ -169,7 +169,7 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
 
 
 def packer_variables(spec: BuildSpec) -> dict[str, Any]:
-    """The values the build command gives the template's variables (its VM ID: the range's first)."""
+    """The values the runner gives the template's variables (its VM ID: the range's first)."""
     return {
         VAR_VM_ID: spec.vm_id_range.first,
         VAR_TAGS: packer_tags(build_tags(spec.image, spec.version, spec.fingerprint)),

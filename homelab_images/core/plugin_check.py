@@ -10,7 +10,7 @@ that decides what a real build has already done when it fails:
   before the API call (after "Creating VM").
 
 Values still written as ``${...}`` expressions are skipped: ``validate`` resolves the
-variables the build command sets before it asks.
+variables the runner sets before it asks.
 """
 
 from __future__ import annotations

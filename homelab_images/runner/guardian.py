@@ -27,7 +27,7 @@ from homelab_images.runner.signals import HANDLED
 
 POLL_SECONDS = 0.1
 RUNNER_KILLED = (
-    "the build command was killed before it finished; its guardian interrupted Packer "
+    "the runner was killed before it finished; its guardian interrupted Packer "
     "(which deletes its VM) and removed the build directory"
 )
 

@@ -257,7 +257,7 @@ def k3s_config(document: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Build:
-    """What the build command reports on one node: the template and the older ones it kept.
+    """What the runner reports on one node: the template and the older ones it kept.
 
     Stands in for the runner's result line (homelab_images/contract/result.py),
     which needs Packer and Proxmox; the images program around it runs for real.

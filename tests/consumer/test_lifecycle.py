@@ -1,6 +1,6 @@
 """A pinned cluster across the images stack's life: rebuilds, new versions, renamed versions, replicas.
 
-The images stack is the real program under mocks, with the build command's
+The images stack is the real program under mocks, with the runner's
 result standing in for Packer and Proxmox; the cluster is the example program,
 run a second time against the first run's state (ignore_changes applied as the
 engine applies them).

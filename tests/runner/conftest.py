@@ -107,7 +107,7 @@ COMMAND_ENV = frozenset(command_environment("", ""))
 
 @dataclass
 class Runner:
-    """Runs the build command as pulumi-command does (tests/engine.py); one per test.
+    """Runs the runner as pulumi-command does (tests/engine.py); one per test.
 
     Keyword arguments named like the Command's ``environment`` (PROXMOX_VE_*) change that
     input; any other goes into the environment of the shell running ``pulumi``.

@@ -118,7 +118,7 @@ def test_cancel_kills_the_runner_and_its_guardian_cleans_up(runner: Runner, pve:
     poll(lambda: vms(pve) == {}, CANCEL_CLEANUP_SECONDS, "a build VM")
     (log,) = runner.kept_logs()
     assert "build was cancelled" in log.read_text(), "Packer was interrupted and cleaned up its VM"
-    assert "the build command was killed" in log.read_text()
+    assert "the runner was killed" in log.read_text()
 
     again = runner.up()
     assert again.ok, again.run.stderr
