@@ -249,7 +249,7 @@ class QemuSettings(Model):
     """The qemu target: Packer's qemu builder on the machine that runs the build.
 
     The plugin's version is not a setting: the template is checked against the
-    options of the version this program pins (homelab_images.core.qemu_plugin).
+    options of the version this program pins (homelab_images.contract.qemu_plugin).
     """
 
     ovmf_code: AbsolutePath = Field(

@@ -25,6 +25,8 @@ from homelab_images.contract.packer_files import (
     VAR_VM_ID,
     proxmox_sources,
 )
+from homelab_images.contract.qemu_plugin import PLUGIN_SOURCE as QEMU_PLUGIN_SOURCE
+from homelab_images.contract.qemu_plugin import PLUGIN_VERSION as QEMU_PLUGIN_VERSION
 from homelab_images.core.config import Image, StackConfig
 from homelab_images.core.fingerprint import combine, fingerprint_parts, qemu_parts, shared_parts
 from homelab_images.core.kickstart import (
@@ -40,8 +42,6 @@ from homelab_images.core.packer_template import (
     render_packer_template,
 )
 from homelab_images.core.paths import KICKSTART_DIR
-from homelab_images.core.qemu_plugin import PLUGIN_SOURCE as QEMU_PLUGIN_SOURCE
-from homelab_images.core.qemu_plugin import PLUGIN_VERSION as QEMU_PLUGIN_VERSION
 from homelab_images.core.qemu_template import artifact_file_name, qemu_fingerprint_inputs, render_qemu_template
 
 

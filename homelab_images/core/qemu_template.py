@@ -20,9 +20,10 @@ from homelab_images.contract.packer_files import (
     VAR_PRIVATE_KEY_FILE,
     VAR_PUBLIC_KEY,
 )
+from homelab_images.contract.qemu_plugin import PLUGIN_SOURCE, PLUGIN_VERSION, SOURCE_TYPE
 from homelab_images.core.config import BuildSettings, Image
 from homelab_images.core.packer_template import boot_command, packer_kickstart, provisioners, provisioning_steps
-from homelab_images.core.qemu_plugin import PLUGIN_SOURCE, PLUGIN_VERSION, SOURCE_TYPE, source_problems
+from homelab_images.core.qemu_plugin_check import source_problems
 
 # Proxmox's disk buses as QEMU devices: the proxmox-iso target puts scsi disks
 # on a virtio-scsi controller.

@@ -12,9 +12,10 @@ import pytest
 
 from homelab_images.cli.main import main as cli_main
 from homelab_images.contract.packer_files import embedded_kickstart
+from homelab_images.contract.qemu_plugin import SOURCE_OPTIONS
 from homelab_images.core.packer_template import packer_kickstart
 from homelab_images.core.plan import ImagePlan
-from homelab_images.core.qemu_plugin import SOURCE_OPTIONS, source_problems
+from homelab_images.core.qemu_plugin_check import source_problems
 from homelab_images.core.qemu_template import (
     QemuTemplateInvalid,
     qemu_embedded_kickstart,

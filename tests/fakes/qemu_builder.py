@@ -1,7 +1,7 @@
 """The stand-in packer's qemu builder, for tests. It is NOT Packer or QEMU: no VM ever runs.
 
 It enforces what Packer's qemu builder (github.com/hashicorp/qemu, the version
-in homelab_images.core.qemu_plugin, read from hashicorp/packer-plugin-qemu
+in homelab_images.contract.qemu_plugin, read from hashicorp/packer-plugin-qemu
 v1.1.4, commit 7db0aae19166404c9ba02771c1d0572d98159203) checks, in the order
 it does, and leaves what it leaves, so the runner's qemu path is tested end to end:
 
@@ -35,7 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from homelab_images.core.qemu_plugin import PLUGIN_SOURCE, PLUGIN_VERSION, source_problems
+from homelab_images.contract.qemu_plugin import PLUGIN_SOURCE, PLUGIN_VERSION
+from homelab_images.core.qemu_plugin_check import source_problems
 
 Say = Callable[[str], None]
 
