@@ -7,8 +7,11 @@ renderer's constants, key generation), which they never need.
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 from homelab_images.contract.build_spec import BuildSpec
 from homelab_images.contract.ownership import Ownership, build_tags
@@ -16,8 +19,10 @@ from homelab_images.contract.proxmox_plugin import CD_CLEANUP_PRIVILEGE
 from homelab_images.contract.result import BuildResult
 from homelab_images.runner import preflight, provenance
 from homelab_images.runner.build_log import debug_log_requested
+from homelab_images.runner.console import Console
 from homelab_images.runner.env import Credentials
 from homelab_images.runner.errors import Interrupted, RunnerError
+from homelab_images.runner.guardian import stale_build_directories
 from homelab_images.runner.install_sources import check_install_sources
 from homelab_images.runner.inventory import Guest, list_guests, owned_by_image
 from homelab_images.runner.packer_run import (
@@ -292,9 +297,17 @@ def keep_failed(ctx: Context, vmid: int, failure: SmokeTestFailed) -> None:
         cleanup_failed(ctx, vmid)
 
 
+def remove_stale_build_directories(console: Console) -> None:
+    """What a build killed together with its guardian left: its private key above all."""
+    for directory in stale_build_directories(Path(tempfile.gettempdir())):
+        shutil.rmtree(directory, ignore_errors=True)
+        console.note(f"removed {directory}, left by a build that was killed with its guardian")
+
+
 def create(ctx: Context) -> BuildResult:
     spec, console, api, retry = ctx.spec, ctx.console, ctx.api, ctx.retry
     started = time.monotonic()
+    remove_stale_build_directories(console)
     console.stage(f"preflight: {ctx.creds.endpoint} as {ctx.creds.token_id}, node {spec.node}")
     major = preflight.preflight(api, retry, spec, ctx.creds)
     check_install_sources(spec, console.warn)

@@ -26,6 +26,9 @@ from homelab_images.runner.build_log import BuildLog
 from homelab_images.runner.signals import HANDLED
 
 POLL_SECONDS = 0.1
+BUILD_DIR_PREFIX = "homelab-images-build-"
+OWNERS_FILE = "owners"
+"""In each build directory: the PIDs of the runner and its guardian."""
 RUNNER_KILLED = (
     "the runner was killed before it finished; its guardian interrupted Packer "
     "(which deletes its VM) and removed the build directory"
@@ -139,3 +142,34 @@ def _watch(read_fd: int, directory: Path, log: BuildLog, scrub: Callable[[str], 
     with suppress(OSError):
         log.keep(scrub, trailer=RUNNER_KILLED)
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def record_owners(directory: Path, guardian: Guardian) -> None:
+    (directory / OWNERS_FILE).write_text(f"{os.getpid()} {guardian.pid}\n", encoding="ascii")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_build_directories(parent: Path) -> list[Path]:
+    """Build directories of this user whose runner and guardian are both gone (both killed at once).
+
+    A reused PID only makes a dead build look alive, never the other way round."""
+    stale = []
+    for directory in parent.glob(f"{BUILD_DIR_PREFIX}*"):
+        try:
+            if directory.stat().st_uid != os.getuid():
+                continue
+            pids = [int(word) for word in (directory / OWNERS_FILE).read_text(encoding="ascii").split()]
+        except (OSError, ValueError):
+            continue
+        if pids and not any(_alive(pid) for pid in pids):
+            stale.append(directory)
+    return stale

@@ -42,7 +42,7 @@ from homelab_images.runner.build_log import BuildLog, packer_log_environment
 from homelab_images.runner.console import Console
 from homelab_images.runner.env import Credentials
 from homelab_images.runner.errors import RunnerError
-from homelab_images.runner.guardian import Guardian
+from homelab_images.runner.guardian import BUILD_DIR_PREFIX, Guardian, record_owners
 from homelab_images.runner.signals import SignalHub, forward
 
 PRIVATE_KEY_FILE = "build_ssh_key"
@@ -150,11 +150,11 @@ def build_directory(
     log_dir: Path, image: str, vmid: int, scrub: Callable[[str], str], kill_grace: float
 ) -> Iterator[BuildDirectory]:
     """A private (0700) directory that is removed however the build ends, the runner's death included."""
-    directory = Path(tempfile.mkdtemp(prefix="homelab-images-build-"))
+    directory = Path(tempfile.mkdtemp(prefix=BUILD_DIR_PREFIX))
     log = BuildLog.for_build(directory, log_dir, image, vmid)
     guardian = Guardian.start(directory, log, scrub, kill_grace)
     try:
-        directory.chmod(0o700)
+        record_owners(directory, guardian)
         yield BuildDirectory(directory, log, guardian)
     finally:
         shutil.rmtree(directory, ignore_errors=True)

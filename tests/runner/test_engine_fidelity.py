@@ -181,3 +181,22 @@ def test_first_preview_does_not_know_the_build_output(runner: Runner) -> None:
     assert (preview.operation, preview.stdout_known) == ("create", False)
     assert runner.packer_calls() == [], "a preview runs nothing"
     assert os.listdir(runner.tmp) == []
+
+
+def test_a_build_killed_with_its_guardian_leaves_nothing_after_the_next_create(runner: Runner, pve: Any) -> None:
+    """Both processes killed at once (an OOM kill of the session): the next create removes the key."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = runner.tmp / "homelab-images-build-killed"
+    stale.mkdir(mode=0o700)
+    (stale / "owners").write_text(f"{gone.pid} {gone.pid}\n")
+    (stale / "build_ssh_key").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    alive = runner.tmp / "homelab-images-build-running"
+    alive.mkdir(mode=0o700)
+    (alive / "owners").write_text(f"{os.getpid()} {gone.pid}\n")
+
+    created = runner.up().run
+    assert created.returncode == 0, created.stderr
+    assert not stale.exists() and private_keys(runner.tmp) == []
+    assert f"note: removed {stale}, left by a build that was killed with its guardian" in created.stderr
+    assert alive.exists(), "a build whose runner still runs is never touched"

@@ -1,4 +1,4 @@
-"""Signals to the runner around Packer's start, and the bounded stderr."""
+"""Signals to the runner around Packer's start, the bounded stderr and Packer's log settings."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from homelab_images.runner.build_log import PACKER_LOG_VARS_NOT_PASSED, packer_log_environment
 from homelab_images.runner.console import BUDGET_BYTES, Console
 from homelab_images.runner.errors import Interrupted
+from homelab_images.runner.packer_run import PASSED_TO_PACKER, PASSED_TO_PACKER_INIT
 from homelab_images.runner.signals import HANDLED, SignalHub
 
 
@@ -61,3 +63,10 @@ def test_stderr_stays_under_its_budget_but_errors_always_get_out() -> None:
     assert text.count("further progress lines omitted") == 1
     assert "warning: could not remove VM 9000 (<redacted>)" in text
     assert text.splitlines()[-1].startswith("error: Packer build failed: yyy")
+
+
+def test_packer_log_settings_are_the_runners_to_make_not_passed_through() -> None:
+    """PACKER_LOG_PATH would write an unscrubbed debug log anywhere: never in Packer's allowlist."""
+    assert not (PASSED_TO_PACKER | PASSED_TO_PACKER_INIT) & PACKER_LOG_VARS_NOT_PASSED
+    assert packer_log_environment({"PACKER_LOG": "1", "PACKER_LOG_PATH": "/tmp/x"}) == {"PACKER_LOG": "1"}
+    assert packer_log_environment({"PACKER_LOG": "0"}) == packer_log_environment({}) == {}
