@@ -32,7 +32,16 @@ from homelab_images.runner.inventory import list_guests, read_config
 from homelab_images.runner.proxmox import ApiError, Kind, explain
 from homelab_images.runner.retire import Outcome, TagCheck, remove_owned
 from homelab_images.runner.runner import Context
-from homelab_images.runner.smoke_checks import CHECKS, GROWTH, GROWTH_BYTES, NODE_READY, Check, Expectations, Verdict
+from homelab_images.runner.smoke_checks import (
+    CHECKS,
+    GROWTH,
+    GROWTH_BYTES,
+    NODE_READY,
+    TRAMPOLINE,
+    Check,
+    Expectations,
+    Verdict,
+)
 from homelab_images.runner.vmids import Claims, allocate
 
 # A check that waits for state to settle runs again after this many seconds.
@@ -225,7 +234,10 @@ class SmokeRun:
         own_deadline = started + check.timeout_seconds
         check_deadline = min(own_deadline, deadline)
         while True:
-            execution = agent.run(check.argv, check_deadline)
+            try:
+                execution = agent.run(check.argv, check_deadline)
+            except ApiError as error:
+                raise self.fail(f"{check.name}: {refusal(error.message)}") from None
             if not execution.finished:
                 cut = "the smoke test's timeout ran out" if check_deadline < own_deadline else "timed out"
                 self._report_failure(
@@ -262,6 +274,21 @@ class SmokeRun:
             ctx.console.stage(f"smoke test: removed VM {self.clone}")
         elif removal.outcome is Outcome.BLOCKED:
             ctx.console.warn(f"could not remove smoke-test VM {self.clone}: {removal.reason}; {GC_HINT}")
+
+
+def refusal(message: str) -> str:
+    """Why the guest agent would not run a check, and what in the image to look at."""
+    if re.search(r"has been disabled", message, re.I):
+        return (
+            f"the guest agent refuses to run commands ({message.strip()}): the image must allow guest-exec and "
+            "guest-exec-status in /etc/sysconfig/qemu-ga (FILTER_RPC_ARGS)"
+        )
+    if re.search(r"Failed to execute child process", message, re.I):
+        return (
+            f"the guest agent could not start {TRAMPOLINE} ({message.strip()}): the image must carry it, "
+            "labelled virt_qemu_ga_unconfined_exec_t, with virt_qemu_ga_run_unconfined on"
+        )
+    return f"the guest agent did not run the command ({message.strip()})"
 
 
 def describe_result(description: str, line: str) -> str:

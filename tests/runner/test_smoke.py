@@ -234,3 +234,23 @@ def test_a_cancel_during_the_smoke_phase_leaves_what_the_next_build_removes(
     assert again.ok, again.run.stderr
     assert again.run.stderr.index("build: VM 9001") < again.run.stderr.index("build: VM 9000")
     assert set(vms(pve)) == {again.run.result["vmId"]}
+
+
+@pytest.mark.parametrize(
+    ("message", "explained"),
+    [
+        ("Agent error: Command guest-exec has been disabled", "must allow guest-exec and guest-exec-status"),
+        (
+            "Agent error: Failed to execute child process “/usr/libexec/homelab-images/guest-exec” (No such file)",
+            "labelled virt_qemu_ga_unconfined_exec_t",
+        ),
+    ],
+)
+def test_a_guest_agent_that_refuses_to_run_commands_is_explained(
+    runner: Runner, pve: Any, message: str, explained: str
+) -> None:
+    """RHEL-family images ship qemu-ga with guest-exec disabled and confined by SELinux: say what the image lacks."""
+    pve.fail("POST", "/qemu/9001/agent/exec", 500, message)
+    error = assert_failed_leaving_nothing(runner.create(), pve)
+    assert error.startswith(f"error: the smoke test failed: {checks.CLOUD_INIT.name}: ")
+    assert explained in error

@@ -129,7 +129,7 @@ def test_the_guest_clock_may_have_been_stepped_a_little_after_boot() -> None:
 
 @needs_shellcheck
 def test_check_scripts_pass_shellcheck(tmp_path: Path) -> None:
-    scripts = {f"check-{index}.sh": "#!/bin/sh\n" + check.argv[2] for index, check in enumerate(checks.CHECKS)}
+    scripts = {f"check-{index}.sh": "#!/bin/sh\n" + check.argv[-1] for index, check in enumerate(checks.CHECKS)}
     assert shellcheck_problems(tmp_path, scripts) == []
 
 
@@ -139,7 +139,7 @@ def test_the_token_check_prints_setting_names_never_their_values(tmp_path: Path)
     env_file.write_text("K3S_TOKEN='s3cr3t-value'\nexport K3S_URL=https://10.0.0.1:6443\nHTTP_PROXY=x\n")
     config = tmp_path / "config.yaml"
     config.write_text("token: s3cr3t-value\nnode-name: a\n")
-    script = checks.NO_TOKEN.argv[2]
+    script = checks.NO_TOKEN.argv[-1]
     for path, stand_in in zip(checks.TOKEN_SETTINGS, (env_file, tmp_path / "none.env", config), strict=True):
         script = script.replace(path, str(stand_in))
     for index, path in enumerate(checks.TOKEN_FILES):
@@ -150,3 +150,14 @@ def test_the_token_check_prints_setting_names_never_their_values(tmp_path: Path)
     assert not verdict.passed
     assert f"{env_file} sets K3S_TOKEN, K3S_URL" in verdict.found
     assert f"{config} sets token" in verdict.found
+
+
+def test_the_image_installs_the_trampoline_every_check_runs_through() -> None:
+    """The runner and the kickstart agree on the guest-exec entry point and what it needs."""
+    kickstart = (Path(__file__).resolve().parents[2] / "kickstart" / "alma9-k3s.ks.j2").read_text(encoding="utf-8")
+    assert all(check.argv[0] == checks.TRAMPOLINE for check in checks.CHECKS)
+    assert f"cat > {checks.TRAMPOLINE} <<" in kickstart
+    assert f"semanage fcontext -N -a -t virt_qemu_ga_unconfined_exec_t {checks.TRAMPOLINE}" in kickstart
+    assert "semanage boolean -N -m --on virt_qemu_ga_run_unconfined" in kickstart
+    assert "for rpc in guest-exec guest-exec-status; do" in kickstart
+    assert "guest-file" not in kickstart.replace("never the guest-file-* RPCs", "")
