@@ -1,0 +1,1 @@
+"""The Pulumi layer only: ComponentResources and the glue that reads Pulumi config."""

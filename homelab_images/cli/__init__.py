@@ -1,0 +1,1 @@
+"""The homelab-images command (also ``python -m homelab_images``)."""

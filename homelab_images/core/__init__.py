@@ -1,0 +1,1 @@
+"""Pure functions, no Pulumi and no network: everything about an image knowable offline."""

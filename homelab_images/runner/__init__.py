@@ -2,5 +2,5 @@
 
 pulumi-command runs it (``python -m homelab_images.runner create|update|delete``) with
 the ``BuildSpec`` on stdin and the Proxmox endpoint and token in the environment;
-see ``commands.py`` and docs/build-runner.md.
+see ``homelab_images/contract/commands.py`` and docs/build-runner.md.
 """
