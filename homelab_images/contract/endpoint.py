@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 PROXMOX_API_PORT = 8006
+
+# Characters RFC 3986 never allows in a URL, plus the single quote: these URLs are written into
+# kickstart lines, where a space, quote or newline would split or end the line.
+_NOT_IN_URL = re.compile(r"[\s\x00-\x1f\x7f\"'<>\\^`{|}]")
 
 
 def https_url_parts(raw: str) -> tuple[str, int]:
@@ -12,6 +17,8 @@ def https_url_parts(raw: str) -> tuple[str, int]:
 
     The host is bracketed if it is an IPv6 address; the port defaults to Proxmox's 8006.
     """
+    if _NOT_IN_URL.search(raw):
+        raise ValueError(f"expected an https:// URL without spaces, quotes or control characters, got {raw!r}")
     try:
         parts = urlsplit(raw.strip())
         port = parts.port

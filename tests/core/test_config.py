@@ -181,6 +181,25 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("smoke-timeout-too-short", _set("homelab-images:build/smokeTimeoutMinutes", 1), "build.smokeTimeoutMinutes", "2"),
     ("artifact-dir-blank", _set("homelab-images:build/artifactDir", " "), "homelab-images:build.artifactDir", "path"),
     (
+        "mirror-with-a-newline",
+        _set(f"{IMG}.installMirror", "https://repo.almalinux.org/almalinux/9.8\n%post\nreboot\n%end\n#"),
+        "images[0].installMirror",
+        "without spaces, quotes or control characters",
+    ),
+    (
+        "mirror-with-a-space",
+        _set(f"{IMG}.installMirror", "https://repo.almalinux.org/almalinux/9.8 --noverifyssl"),
+        "images[0].installMirror",
+        "without spaces",
+    ),
+    (
+        "iso-url-with-a-quote",
+        _set(f"{IMG}.iso.url", 'https://repo.almalinux.org/almalinux/9.8/isos/x86_64/a"b.iso'),
+        "images[0].iso.url",
+        "quotes",
+    ),
+    ("endpoint-trailing-newline", _set("proxmoxve:endpoint", "https://pve1:8006/\n"), "proxmoxve:endpoint", "control"),
+    (
         "mirror-is-a-repo",
         _set(f"{IMG}.installMirror", "https://repo.almalinux.org/almalinux/9.7/BaseOS/x86_64/os/"),
         "images[0].installMirror",
