@@ -497,13 +497,40 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
     return path
 
 
+def _as_yaml_read_it(value: Any) -> str:
+    """The value in the words of the YAML file: an unquoted 1.10 shows up as "the number 1.1"."""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     kind = error["type"]
+    context = error.get("ctx", {})
+    got = _as_yaml_read_it(error.get("input"))
     if kind in _TYPE_HINTS:
         message = _TYPE_HINTS[kind]
         if kind.endswith("_type"):
-            message += f", got {type(error['input']).__name__}"
+            message += f", got {got}"
         return message
+    if kind == "literal_error":
+        return f"expected {context['expected']}, got {got}"
+    if kind == "greater_than_equal":
+        return f"expected at least {context['ge']}, got {error['input']}"
+    if kind == "less_than_equal":
+        return f"expected at most {context['le']}, got {error['input']}"
+    if kind == "too_short":
+        return f"expected at least {context['min_length']} item(s), got none"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 

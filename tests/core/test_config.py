@@ -94,23 +94,34 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         "vmid-too-low",
         _set("homelab-images:proxmox/vmIdRange.first", 50),
         "vmIdRange.first",
-        "greater than or equal to 100",
+        "expected at least 100, got 50",
     ),
     (
         "vmid-too-high",
         _set("homelab-images:proxmox/vmIdRange.last", 1_000_000_000),
         "vmIdRange.last",
-        "less than or equal",
+        "expected at most 999999999, got 1000000000",
     ),
     ("vmid-inverted", _set("homelab-images:proxmox/vmIdRange.last", 8000), "vmIdRange", "must not be below first"),
-    ("vmid-string", _set("homelab-images:proxmox/vmIdRange.first", "9000"), "vmIdRange.first", "whole number"),
+    (
+        "vmid-string",
+        _set("homelab-images:proxmox/vmIdRange.first", "9000"),
+        "vmIdRange.first",
+        "expected a whole number, got the text '9000'",
+    ),
+    ("node-empty", _set("homelab-images:proxmox/node", None), "homelab-images:proxmox.node", "got an empty value"),
     (
         "range-too-small",
         _set("homelab-images:proxmox/vmIdRange.last", 9001),
         "homelab-images:proxmox.vmIdRange",
         "need at least",
     ),
-    ("empty-images", _set("homelab-images:images", []), "homelab-images:images", "at least 1"),
+    (
+        "empty-images",
+        _set("homelab-images:images", []),
+        "homelab-images:images",
+        "expected at least 1 item(s), got none",
+    ),
     ("images-not-list", _set("homelab-images:images", {"name": "x"}), "homelab-images:images", "expected a list"),
     ("duplicate-names", _dup_image, "homelab-images:images[1].name", "used twice"),
     ("bad-name-upper", _set(f"{IMG}.name", "Alma9"), "images[0].name", "lowercase"),
@@ -128,17 +139,22 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("k3s-no-suffix", _set(f"{IMG}.k3s.version", "v1.36.4"), "images[0].k3s.version", "k3s release tag"),
     ("k3s-no-v", _set(f"{IMG}.k3s.version", "1.36.4+k3s1"), "images[0].k3s.version", "k3s release tag"),
     ("k3s-sha-missing", _set(f"{IMG}.k3s.binarySha256", _DELETE), "images[0].k3s.binarySha256", "required"),
-    ("firmware-unknown", _set(f"{IMG}.hardware.firmware", "uefi"), "images[0].hardware.firmware", "'ovmf'"),
+    (
+        "firmware-unknown",
+        _set(f"{IMG}.hardware.firmware", "uefi"),
+        "images[0].hardware.firmware",
+        "expected 'ovmf' or 'seabios', got the text 'uefi'",
+    ),
     ("bus-unknown", _set(f"{IMG}.hardware.diskBus", "nvme"), "images[0].hardware.diskBus", "'scsi'"),
     ("cpu-kvm64", _set(f"{IMG}.hardware.cpuType", "kvm64"), "images[0].hardware.cpuType", "x86-64-v2-AES"),
     (
         "memory-too-small",
         _set(f"{IMG}.hardware.memoryMiB", 512),
         "images[0].hardware.memoryMiB",
-        "greater than or equal",
+        "expected at least 2048, got 512",
     ),
     ("disk-too-small", _set(f"{IMG}.partitioning.rootMinGiB", 40), "images[0]", "too small for the partitions"),
-    ("efi-too-small", _set(f"{IMG}.partitioning.efiMiB", 50), "images[0].partitioning.efiMiB", "greater than or equal"),
+    ("efi-too-small", _set(f"{IMG}.partitioning.efiMiB", 50), "images[0].partitioning.efiMiB", "at least 200"),
     ("bad-package", _set(f"{IMG}.packages.extra", ["nfs utils"]), "images[0].packages.extra[0]", "RPM package"),
     ("bad-period", _set(f"{IMG}.rebuildEvery", "monthly"), "images[0].rebuildEvery", "period"),
     ("zero-period", _set(f"{IMG}.rebuildEvery", "0d"), "images[0].rebuildEvery", "period"),
@@ -255,7 +271,7 @@ def test_validate_as_a_process_prints_no_traceback(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "error: homelab-images:images[0].version: expected a string (quote the value in YAML), got float"
+        "error: homelab-images:images[0].version: expected a string (quote the value in YAML), got the number 1.1"
     )
     assert "Traceback" not in done.stderr and "sentinel" not in done.stdout + done.stderr
 
