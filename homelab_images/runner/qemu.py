@@ -52,13 +52,13 @@ from homelab_images.runner.env import PREVIOUS_STDOUT_VAR, Tuning, read_tuning
 from homelab_images.runner.errors import EXIT_INVALID, Interrupted, RunnerError
 from homelab_images.runner.packer_run import (
     PASSED_TO_PACKER,
-    PASSED_TO_PACKER_INIT,
     BuildDirectory,
     BuildFiles,
     PackerRun,
     build_directory,
     find_packer,
     packer_error,
+    packer_init_environment,
     run_packer,
     write_packer_files,
 )
@@ -125,13 +125,6 @@ def packer_environment(environ: Mapping[str, str], files: BuildFiles, output_dir
             f"PKR_VAR_{VAR_PRIVATE_KEY_FILE}": str(files.private_key),
         }
     )
-    return env
-
-
-def _init_environment(environ: Mapping[str, str], build_env: Mapping[str, str]) -> dict[str, str]:
-    env = {key: value for key, value in environ.items() if key in PASSED_TO_PACKER_INIT}
-    env.update({key: value for key, value in build_env.items() if key.startswith("PKR_VAR_")})
-    env.update({"CHECKPOINT_DISABLE": "1", "PACKER_NO_COLOR": "1"})
     return env
 
 
@@ -278,7 +271,7 @@ def _build_in(ctx: QemuContext, build: BuildDirectory, work: Path, deadline: flo
     files = write_packer_files(build.path, QEMU_TEMPLATE_FILE, spec.packer_template, spec.scripts)
     env = packer_environment(ctx.environ, files, work / OUTPUT_DIR)
     console.stage("packer init")
-    init = _packer(ctx, INIT_ARGS, build, _init_environment(ctx.environ, env), deadline)
+    init = _packer(ctx, INIT_ARGS, build, packer_init_environment(ctx.environ, env), deadline)
     if init.signum is not None:
         raise Interrupted(init.signum)
     if not init.ok:
