@@ -49,7 +49,10 @@ def read_stack_config(path: Path) -> dict[str, Any]:
         document = {}
     if not isinstance(document, dict):
         raise ConfigError([f"{path}: expected a mapping with a 'config:' key"])
-    config = document.get("config", {})
+    if "config" not in document:
+        found = f" (it has {', '.join(repr(key) for key in document)})" if document else ""
+        raise ConfigError([f"{path}: no 'config:' key{found}; the settings go under 'config:'"])
+    config = document["config"]
     if not isinstance(config, dict):
         raise ConfigError([f"{path}: 'config' must be a mapping of keys to values"])
     if isinstance(config.get(TOKEN_KEY), str):

@@ -283,6 +283,17 @@ def test_unreadable_and_malformed_stack_files(tmp_path: Path, capsys: Any) -> No
     broken.write_text("config:\n  proxmoxve:endpoint: [unclosed\n", encoding="utf-8")
     assert cli_main(["validate", "--stack-file", str(broken)]) == 2
     assert "not valid YAML at line" in capsys.readouterr().err
+    misspelt = tmp_path / "misspelt.yaml"
+    misspelt.write_text("confg:\n  proxmoxve:endpoint: https://pve1:8006/\n", encoding="utf-8")
+    assert cli_main(["validate", "--stack-file", str(misspelt)]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"error: {misspelt}: no 'config:' key (it has 'confg'); the settings go under 'config:'\n"
+    )
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("", encoding="utf-8")
+    assert cli_main(["validate", "--stack-file", str(empty)]) == 2
+    assert capsys.readouterr().err == f"error: {empty}: no 'config:' key; the settings go under 'config:'\n"
 
 
 def test_insecure_accepts_the_string_pulumi_config_set_writes() -> None:
