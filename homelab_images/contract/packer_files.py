@@ -17,6 +17,10 @@ SCRIPTS_DIR = "scripts"
 
 PROXMOX_BUILDER = "proxmox-iso"
 
+# The oldest Packer the templates are written for: required_version in every template, and the
+# runner checks `packer version` against it before `packer init` (Debian's packer is 1.6.6).
+MIN_PACKER_VERSION = "1.11.0"
+
 # Variables the runner provides through PKR_VAR_<name>.
 VAR_VM_ID = "vm_id"
 VAR_PUBLIC_KEY = "build_ssh_public_key"

@@ -14,6 +14,7 @@ from typing import Any
 from homelab_images.contract.packer_files import (
     KICKSTART_FILE,
     MANIFEST_FILE,
+    MIN_PACKER_VERSION,
     PROXMOX_BUILDER,
     SCRIPTS_DIR,
     VAR_DESCRIPTION,
@@ -227,7 +228,7 @@ def render_packer_template(
         ]
     return {
         "packer": {
-            "required_version": ">= 1.11.0",
+            "required_version": f">= {MIN_PACKER_VERSION}",
             "required_plugins": {
                 "proxmox": {
                     "version": f"= {build.packer_plugin_version}",

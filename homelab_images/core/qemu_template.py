@@ -16,6 +16,7 @@ from typing import Any
 from homelab_images.contract.packer_files import (
     KICKSTART_FILE,
     MANIFEST_FILE,
+    MIN_PACKER_VERSION,
     VAR_OUTPUT_DIRECTORY,
     VAR_PRIVATE_KEY_FILE,
     VAR_PUBLIC_KEY,
@@ -130,7 +131,7 @@ def render_qemu_template(image: Image, build: BuildSettings, kickstart_text: str
         source["cd_label"] = "OEMDRV"
     return {
         "packer": {
-            "required_version": ">= 1.11.0",
+            "required_version": f">= {MIN_PACKER_VERSION}",
             "required_plugins": {
                 "qemu": {"version": f"= {PLUGIN_VERSION}", "source": PLUGIN_SOURCE},
             },

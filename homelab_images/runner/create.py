@@ -31,6 +31,7 @@ from homelab_images.runner.packer_run import (
     BuildDirectory,
     PackerRun,
     build_directory,
+    check_packer_version,
     find_packer,
     packer_environment,
     packer_error,
@@ -320,7 +321,7 @@ def create(ctx: Context) -> BuildResult:
     commit = provenance.source_commit(ctx.cwd)
     description = provenance.describe(spec, built_at, commit)
     tags = build_tags(spec.image, spec.version, spec.fingerprint)
-    find_packer(ctx.environ)
+    console.stage(f"Packer {check_packer_version(find_packer(ctx.environ), ctx.environ)}")
     deadline = time.monotonic() + timeout_seconds(ctx)
     skip: set[int] = set()
     packer_seconds = 0.0

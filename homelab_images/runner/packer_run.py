@@ -30,6 +30,7 @@ from homelab_images.contract.build_spec import BuildSpec
 from homelab_images.contract.ownership import packer_tags
 from homelab_images.contract.packer_files import (
     MANIFEST_FILE,
+    MIN_PACKER_VERSION,
     SCRIPTS_DIR,
     TEMPLATE_FILE,
     VAR_DESCRIPTION,
@@ -347,6 +348,51 @@ def find_packer(environ: Mapping[str, str]) -> str:
             "install Packer >= 1.11 (https://developer.hashicorp.com/packer/install) and make it available as `packer`",
         )
     return packer
+
+
+# hashicorp/packer command/version.go prints "Packer v%s" (FormattedVersion: x.y.z, maybe "-dev").
+PACKER_VERSION_LINE = re.compile(r"^Packer v(\d+)\.(\d+)\.(\d+)", re.M)
+VERSION_CHECK_SECONDS = 30.0
+
+
+def _version_key(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def check_packer_version(packer: str, environ: Mapping[str, str]) -> str:
+    """The installed Packer's version, if it is at least MIN_PACKER_VERSION; checked before `packer init`."""
+    where = f"{packer} on the machine running pulumi up"
+    todo = (
+        f"install Packer >= {MIN_PACKER_VERSION} from https://developer.hashicorp.com/packer/install "
+        "(Debian's and Ubuntu's packer packages are older) and put it first on PATH"
+    )
+    env = {name: environ[name] for name in ("PATH", "HOME", "TMPDIR") if name in environ}
+    try:
+        done = subprocess.run(
+            [packer, "version"],
+            env={**env, "CHECKPOINT_DISABLE": "1"},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=VERSION_CHECK_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise RunnerError(f"`packer version` did not run ({error})", where, todo) from None
+    match = PACKER_VERSION_LINE.search(done.stdout)
+    if done.returncode != 0 or match is None:
+        output = (done.stdout + done.stderr).strip().splitlines()
+        raise RunnerError(
+            f"`packer version` answered {output[0] if output else 'nothing'!r} (exit {done.returncode}), "
+            f"not a Packer version; {MIN_PACKER_VERSION} or newer is required",
+            where,
+            todo,
+        )
+    installed = ".".join(match.groups())
+    if _version_key(installed) < _version_key(MIN_PACKER_VERSION):
+        raise RunnerError(f"Packer {installed} is installed; {MIN_PACKER_VERSION} or newer is required", where, todo)
+    return installed
 
 
 def read_manifest(directory: Path) -> int:

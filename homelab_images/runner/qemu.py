@@ -56,6 +56,7 @@ from homelab_images.runner.packer_run import (
     BuildFiles,
     PackerRun,
     build_directory,
+    check_packer_version,
     find_packer,
     packer_error,
     packer_init_environment,
@@ -295,7 +296,7 @@ def create(ctx: QemuContext) -> ArtifactResult:
             f"cannot create {ctx.image_dir} ({error.strerror})", ARTIFACT_DIR_KEY, "fix the path or its permissions"
         ) from None
     qemu_img = check_host(spec, ctx.environ, ctx.image_dir, console)
-    find_packer(ctx.environ)
+    console.stage(f"Packer {check_packer_version(find_packer(ctx.environ), ctx.environ)}")
     remove_stale_work(ctx.image_dir, console)
     final = ctx.image_dir / spec.directory_name
     if final.exists():

@@ -166,3 +166,21 @@ def test_leftover_of_a_crashed_build_is_removed_before_the_next_build(runner: Ru
     )
     assert set(vms(pve)) == {run.result["vmId"]}
     assert run.result["fingerprint"] == spec.fingerprint
+
+
+def test_an_old_packer_is_named_with_both_versions_before_packer_init(runner: Runner, pve: Any) -> None:
+    run = runner.create(FAKE_PACKER_VERSION="1.6.6")
+    run.assert_clean()
+    assert run.returncode == 1
+    (error,) = run.errors
+    assert "Packer 1.6.6 is installed; 1.11.0 or newer is required" in error
+    assert "https://developer.hashicorp.com/packer/install" in error
+    assert [call["argv"][0] for call in runner.packer_calls(with_version=True)] == ["version"], "no init, no build"
+    assert vms(pve) == {}
+
+
+def test_a_packer_that_is_not_packer_is_refused(runner: Runner, pve: Any) -> None:
+    run = runner.create(FAKE_PACKER_VERSION="banana")
+    (error,) = run.errors
+    assert "not a Packer version; 1.11.0 or newer is required" in error
+    assert vms(pve) == {}
