@@ -162,7 +162,10 @@ class SmokeRun:
         expectations = self._prepare()
         vm = ctx.api.nodes(ctx.spec.node).qemu(self.clone)
         booted = clock.now()
-        ctx.retry(lambda: tasks.run(ctx.api, ctx.spec.node, lambda: vm.status.start.post()), self.where)
+        try:
+            ctx.retry(lambda: tasks.run(ctx.api, ctx.spec.node, lambda: vm.status.start.post()), self.where)
+        except ApiError as error:
+            raise self.fail(f"the clone did not start: {explain(error, ctx.creds).what}") from None
         ctx.console.stage(f"smoke test: VM {self.clone} started; waiting for its QEMU guest agent")
         agent = GuestAgent(ctx.api, ctx.retry, ctx.spec.node, self.clone, clock)
         try:

@@ -254,3 +254,12 @@ def test_a_guest_agent_that_refuses_to_run_commands_is_explained(
     error = assert_failed_leaving_nothing(runner.create(), pve)
     assert error.startswith(f"error: the smoke test failed: {checks.CLOUD_INIT.name}: ")
     assert explained in error
+
+
+def test_a_clone_that_does_not_start_fails_the_build(runner: Runner, pve: Any) -> None:
+    pve.fail("POST", "/qemu/9001/status/start", 500, "start failed: QEMU exited with code 1")
+    error = assert_failed_leaving_nothing(runner.create(), pve)
+    assert error.startswith(
+        "error: the smoke test failed: the clone did not start: Proxmox refused the request "
+        "(500 Internal Server Error: start failed: QEMU exited with code 1)"
+    )
