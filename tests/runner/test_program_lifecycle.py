@@ -4,15 +4,24 @@ mocks) is what the engine model runs against fakepve — create, update, replace
 from __future__ import annotations
 
 import copy
+import json
+import time
+from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
+from components.proxmox_template import TemplateMissing
 from tests.engine import CommandInputs
-from tests.pulumi_harness import ProgramRun, fixture_config, run_program, unwrap_secrets
+from tests.pulumi_harness import ProgramRun, RecordingMocks, fixture_config, run_program, unwrap_secrets
 from tests.runner.conftest import SECRET, TOKEN_ID, Runner, vms
 
 
 def program_run(
-    runner: Runner, build: dict[str, Any] | None = None, extra_packages: list[str] | None = None
+    runner: Runner,
+    build: dict[str, Any] | None = None,
+    extra_packages: list[str] | None = None,
+    mocks: RecordingMocks | None = None,
 ) -> ProgramRun:
     """The real program on the fixture stack, pointed at fakepve."""
     config = copy.deepcopy(fixture_config())
@@ -22,7 +31,7 @@ def program_run(
     (image,) = config["homelab-images:images"]
     if extra_packages is not None:
         image["packages"] = {**image["packages"], "extra": extra_packages}
-    return run_program(config=config, secrets={"proxmoxve:apiToken": f"{TOKEN_ID}={SECRET}"})
+    return run_program(config=config, secrets={"proxmoxve:apiToken": f"{TOKEN_ID}={SECRET}"}, mocks=mocks)
 
 
 def declared(
@@ -64,3 +73,61 @@ def test_the_programs_build_resource_through_create_update_replace_and_destroy(r
     destroyed = stack.destroy()
     assert destroyed.ok, [run.stderr for run in destroyed.runs]
     assert not [vm for vm in vms(pve).values() if vm.vmid != vmid], "destroy removed the current template"
+
+
+GET_VMS = "proxmoxve:index/getVmsLegacy:getVmsLegacy"
+
+
+@dataclass
+class EngineBackedMocks(RecordingMocks):
+    """The program over what the engine recorded for its build and what Proxmox (fakepve) lists."""
+
+    recorded_stdout: str = ""
+    root: Any = None
+
+    def __post_init__(self) -> None:
+        self.build_result = lambda _inputs, _vmid: json.loads(self.recorded_stdout.splitlines()[-1])
+
+    def call(self, args: Any) -> dict[str, Any]:
+        if args.token != GET_VMS:
+            return super().call(args)
+        self.calls.append(args)
+        node = args.args["nodeName"]
+        listed = self.root.nodes(node).qemu.get()
+        return {
+            "vms": [
+                {
+                    "vmId": int(vm["vmid"]),
+                    "nodeName": node,
+                    "name": vm.get("name", ""),
+                    "tags": [tag for tag in str(vm.get("tags", "")).split(";") if tag],
+                    "template": bool(vm.get("template")),
+                    "status": vm.get("status", ""),
+                }
+                for vm in listed
+            ]
+        }
+
+
+def test_a_template_deleted_by_hand_is_caught_by_the_program_not_by_the_engine(
+    runner: Runner, pve: Any, root: Any
+) -> None:
+    stack = runner.stack
+    inputs = declared(runner)
+    created = stack.up(inputs)
+    assert created.ok, created.run.stderr
+    vmid = created.run.result["vmId"]
+    assert stack.state is not None
+    run = program_run(runner, mocks=EngineBackedMocks(recorded_stdout=stack.state.stdout, root=root))
+    (template,) = run.outputs["templates"].values()
+    assert (template["vmId"], template["node"]) == (vmid, "pve1"), "outputs are what Proxmox lists"
+
+    root.nodes("pve1").qemu(vmid).delete()
+    deadline = time.monotonic() + 10
+    while vmid in vms(pve):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    unchanged = stack.up(inputs)
+    assert (unchanged.operation, unchanged.runs) == ("same", []), "pulumi-command has no read: nothing runs"
+    with pytest.raises(TemplateMissing, match=rf"template VM {vmid} of image .*`pulumi up --replace 'urn:pulumi:"):
+        program_run(runner, mocks=EngineBackedMocks(recorded_stdout=stack.state.stdout, root=root))
