@@ -19,12 +19,16 @@ class RecordError(ValueError):
     """A JSON document does not have the record's shape; the one-line message names the field."""
 
 
+_SHOWN_PROBLEMS = 3
+
+
 def _describe(error: ValidationError) -> str:
     problems = []
     for detail in error.errors(include_url=False):
         where = ".".join(str(part) for part in detail["loc"]) or "document"
         problems.append(f"{where}: {detail['msg'].lower()}")
-    return "; ".join(problems)
+    more = len(problems) - _SHOWN_PROBLEMS
+    return "; ".join(problems[:_SHOWN_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
 
 
 class Record(BaseModel):
