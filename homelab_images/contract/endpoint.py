@@ -10,6 +10,8 @@ PROXMOX_API_PORT = 8006
 # Characters RFC 3986 never allows in a URL, plus the single quote: these URLs are written into
 # kickstart lines, where a space, quote or newline would split or end the line.
 _NOT_IN_URL = re.compile(r"[\s\x00-\x1f\x7f\"'<>\\^`{|}]")
+# user:password@ before the host: the URL is stored and rendered in plain text, so it is refused unechoed.
+_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
 
 
 def https_url_parts(raw: str) -> tuple[str, int]:
@@ -17,6 +19,10 @@ def https_url_parts(raw: str) -> tuple[str, int]:
 
     The host is bracketed if it is an IPv6 address; the port defaults to Proxmox's 8006.
     """
+    if _USERINFO.match(raw.strip()):
+        raise ValueError(
+            "expected an https:// URL without user:password@ (it would be stored and rendered in plain text)"
+        )
     if _NOT_IN_URL.search(raw):
         raise ValueError(f"expected an https:// URL without spaces, quotes or control characters, got {raw!r}")
     try:

@@ -214,6 +214,18 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         "images[0].iso.url",
         "quotes",
     ),
+    (
+        "mirror-with-credentials",
+        _set(f"{IMG}.installMirror", "https://mirror-user:sentinel-pw@mirror.lan/almalinux/9.8"),
+        "images[0].installMirror",
+        "without user:password@",
+    ),
+    (
+        "endpoint-with-credentials",
+        _set("proxmoxve:endpoint", "https://root:sentinel@pve1:8006/"),
+        "proxmoxve:endpoint",
+        "user:password@",
+    ),
     ("endpoint-trailing-newline", _set("proxmoxve:endpoint", "https://pve1:8006/\n"), "proxmoxve:endpoint", "control"),
     (
         "mirror-is-a-repo",
