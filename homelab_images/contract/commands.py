@@ -47,6 +47,6 @@ def build_triggers(fingerprint_parts: Mapping[str, str], node: str, vm_storage: 
 
 # The qemu target's build: it needs no Proxmox credential. Stable like the ones above.
 QEMU_RUNNER_MODULE = "homelab_images.runner.qemu"
-QEMU_CREATE_COMMAND = f'"${{HOMELAB_IMAGES_PYTHON:-venv/bin/python}}" -m {QEMU_RUNNER_MODULE} create'
-QEMU_UPDATE_COMMAND = f'"${{HOMELAB_IMAGES_PYTHON:-venv/bin/python}}" -m {QEMU_RUNNER_MODULE} update'
-QEMU_DELETE_COMMAND = f'"${{HOMELAB_IMAGES_PYTHON:-venv/bin/python}}" -m {QEMU_RUNNER_MODULE} delete'
+QEMU_CREATE_COMMAND = f'exec "${{HOMELAB_IMAGES_PYTHON:-venv/bin/python}}" -m {QEMU_RUNNER_MODULE} create'
+QEMU_UPDATE_COMMAND = f'exec "${{HOMELAB_IMAGES_PYTHON:-venv/bin/python}}" -m {QEMU_RUNNER_MODULE} update'
+QEMU_DELETE_COMMAND = f'exec "${{HOMELAB_IMAGES_PYTHON:-venv/bin/python}}" -m {QEMU_RUNNER_MODULE} delete'

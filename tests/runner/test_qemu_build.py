@@ -8,6 +8,7 @@ checksum, manifest, placement, cleanup on failure, update and retention.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ from homelab_images.core.config import load_config
 from homelab_images.core.plan import plan_stack
 from tests.engine import Run
 from tests.runner.conftest import COMMAND_TIMEOUT, REPO, STAND_IN_PACKER
+from tests.runner.test_engine_fidelity import alive, poll
 from tests.stack_files import image, mutated_config
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img (Debian: qemu-utils)")
@@ -264,6 +266,36 @@ def test_an_interrupted_build_keeps_nothing(qemu: QemuRunner) -> None:
     assert process.returncode in (-signal.SIGINT, 128 + signal.SIGINT), stderr
     assert "interrupted by SIGINT" in stderr
     qemu.assert_nothing_left()
+
+
+def test_a_cancelled_pulumi_up_kills_the_runner_itself_and_packer_stops(qemu: QemuRunner) -> None:
+    """pulumi-command's cancel SIGKILLs only the process it started (tests/engine.py, Running.cancel):
+    that process must be the runner, not a shell the runner outlives while Packer keeps building."""
+    pidfile = qemu.root / "packer.pid"
+    process = subprocess.Popen(
+        ["/bin/sh", "-c", QEMU_CREATE_COMMAND],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=qemu.env(FAKE_PACKER_HANG="1", FAKE_PACKER_PIDFILE=str(pidfile)),
+        cwd=REPO,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdin is not None
+        process.stdin.write(qemu.spec.to_json())
+        process.stdin.close()
+        process.stdin = None
+        poll(pidfile.exists, 20, "waiting for Packer to start")
+        packer = int(pidfile.read_text())
+        process.kill()
+        process.wait(timeout=COMMAND_TIMEOUT)
+        poll(lambda: not alive(packer), 30, "a Packer process")
+        poll(lambda: list((qemu.root / "tmp").iterdir()) == [], 30, "a private build directory with its key")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def test_missing_firmware_is_named_before_building(qemu: QemuRunner) -> None:
