@@ -18,7 +18,7 @@ from homelab_images.contract.commands import ENDPOINT_VAR, TOKEN_VAR
 from homelab_images.contract.gc_request import GcRequest
 from homelab_images.contract.ownership import Ownership
 from homelab_images.runner.console import Console
-from homelab_images.runner.env import token_text
+from homelab_images.runner.env import TOKEN_FORMAT, token_text
 from homelab_images.runner.errors import EXIT_INVALID, RunnerError
 from homelab_images.runner.inventory import Guest, detail, list_guests, newest_first
 from homelab_images.runner.proxmox import Api, ApiError, Retrier, explain
@@ -81,9 +81,10 @@ def run_gc(request: GcRequest, apply: bool, out: TextIO, environ: Mapping[str, s
     environ = dict(os.environ if environ is None else environ)
     environ.setdefault(ENDPOINT_VAR, request.endpoint)
     console = Console()
-    if not token_text(environ):
+    token = token_text(environ)
+    if not token or not TOKEN_FORMAT.match(token.strip()):
         raise RunnerError(
-            f"{TOKEN_VAR} is not set",
+            f"{TOKEN_VAR} is not set" if not token else f"{TOKEN_VAR} is not of the form user@realm!tokenid=secret",
             "homelab-images gc",
             f"export {TOKEN_VAR}='user@realm!tokenid=secret' (the token of proxmoxve:apiToken) and run again",
             EXIT_INVALID,

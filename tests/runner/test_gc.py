@@ -25,7 +25,9 @@ def provenance(built_at: str) -> str:
     return f"fingerprint: {'0' * 64}\nbuilt at: {built_at}\nbuilt by homelab-images"
 
 
-def gc(runner: Runner, *args: str, without: str | None = None) -> subprocess.CompletedProcess[str]:
+def gc(
+    runner: Runner, *args: str, without: str | None = None, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """gc with the frozen shipped stack pointed at fakepve; its caBundle (relative to the stack
     file's directory, as users write it) is the only way the fake's certificate is trusted."""
     config = fixture_document()["config"]
@@ -35,6 +37,7 @@ def gc(runner: Runner, *args: str, without: str | None = None) -> subprocess.Com
     env = runner.env()
     if without:
         del env[without]
+    env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "homelab_images", "gc", "--stack-file", str(stack_file), *args],
         env=env,
@@ -99,3 +102,14 @@ def test_gc_without_a_token_says_how_to_provide_it(runner: Runner) -> None:
         "error: PROXMOX_VE_API_TOKEN is not set, homelab-images gc: "
         "export PROXMOX_VE_API_TOKEN='user@realm!tokenid=secret' (the token of proxmoxve:apiToken) and run again"
     )
+
+
+def test_gc_with_a_malformed_token_says_how_to_provide_it_without_echoing_it(runner: Runner) -> None:
+    """The hint is gc's own (export it), not the runner's (pulumi config set)."""
+    done = gc(runner, extra_env={"PROXMOX_VE_API_TOKEN": "sentinel-not-a-token"})
+    assert done.returncode != 0
+    assert done.stderr.strip() == (
+        "error: PROXMOX_VE_API_TOKEN is not of the form user@realm!tokenid=secret, homelab-images gc: "
+        "export PROXMOX_VE_API_TOKEN='user@realm!tokenid=secret' (the token of proxmoxve:apiToken) and run again"
+    )
+    assert "sentinel" not in done.stdout + done.stderr
