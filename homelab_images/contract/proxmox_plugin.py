@@ -356,7 +356,8 @@ MEMORY_TOO_MUCH = "memory capacity has a maximum of 4178944"
 # "delete volume failed: <error>". Deleting a non-backup volume needs Datastore.Allocate on
 # its storage: proxmox/pve-storage src/PVE/API2/Storage/Content.pm, method delete
 # (commit 025067598cc30fe33b08ff85f61749e1cdc175ec). Uploading it needs
-# Datastore.AllocateTemplate (same repository, src/PVE/API2/Storage/Status.pm, upload).
+# Datastore.AllocateTemplate (same repository, src/PVE/API2/Storage/Status.pm, upload,
+# commit a81ee831271f1f256bccf264ff42649346da6d1a).
 CD_UPLOAD_PRIVILEGE = "Datastore.AllocateTemplate"
 CD_CLEANUP_PRIVILEGE = "Datastore.Allocate"
 CD_CLEANUP_FAILED = "delete volume failed: {error}"
