@@ -204,6 +204,12 @@ def test_a_leftover_clone_is_removed_before_its_template(runner: Runner, pve: An
     root.nodes("pve1").qemu(9000).clone.post(newid=9001, full=0, name="leftover-smoke")
     root.nodes("pve1").qemu(9001).config.put(tags=join_tags([*crashed, SMOKE_TAG]))
     root.nodes("pve1").qemu(9001).status.start.post()
+    listed = gc(runner).stdout.splitlines()
+    assert (
+        listed[0]
+        == "VM 9001 leftover-smoke on pve1: smoke-test clone left by a failed or interrupted build: would delete"
+    )
+    assert listed[1].startswith("VM 9000 "), "gc, too, removes the clone before its template"
     run = runner.create()
     assert run.returncode == 0, run.stderr
     first = run.stderr.index("earlier failed or interrupted build: VM 9001")
