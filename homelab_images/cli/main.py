@@ -27,6 +27,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from homelab_images.cli import pins
 from homelab_images.contract.fingerprint_parts import TARGET_PART_NAMES
@@ -225,8 +226,15 @@ def cmd_gc(args: argparse.Namespace) -> int:
         raise CommandFailed(str(error)) from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line like every other error; ``--help`` shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INVALID, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="homelab-images", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="homelab-images", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:

@@ -50,9 +50,14 @@ def unknown_image(tmp: Path) -> list[str]:
     return ["spec", "--stack-file", str(FIXTURE_STACK_FILE), "--image", "no-such-image"]
 
 
+def out_missing(tmp: Path) -> list[str]:
+    return ["render", "--stack-file", str(FIXTURE_STACK_FILE)]
+
+
 @pytest.mark.parametrize(
     ("make_args", "says"),
     [
+        (out_missing, "the following arguments are required: --out"),
         (non_utf8_stack_file, "not UTF-8 text"),
         (out_is_a_file, "is a file; expected a directory"),
         (out_below_a_file, "Not a directory"),
