@@ -43,6 +43,7 @@ images = {
             isos={node: isos[(plan.image.iso.file_name, node)] for node in config.proxmox.template_nodes},
             endpoint=config.endpoint,
             api_token=settings.api_token,
+            owner_key=settings.owner_key,
             provider=provider,
             shared_storage=config.proxmox.shared_storage,
             replica_nodes=config.proxmox.replica_nodes,

@@ -172,6 +172,7 @@ def main() -> int:
             "HOMELAB_IMAGES_STATE_DIR": str(root / "state"),
             "PROXMOX_VE_ENDPOINT": f"https://127.0.0.1:{fake.pve.port}/",
             "PROXMOX_VE_API_TOKEN": f"{TOKEN_ID}={SECRET}",
+            "HOMELAB_IMAGES_OWNER_KEY": "owner-key-of-the-benchmark-stack-0123456789",
         }
         overheads: list[float] = []
         retires: list[float] = []

@@ -34,6 +34,7 @@ class GoldenImageArgs:
     """The installer ISO on each node that builds the image."""
     endpoint: str
     api_token: pulumi.Output[str]
+    owner_key: pulumi.Output[str]
     provider: pulumi.ProviderResource
     shared_storage: bool = False
     replica_nodes: list[str] = field(default_factory=list)
@@ -100,7 +101,9 @@ class GoldenImage(pulumi.ComponentResource):
         node = plan.build_spec.node
         build = PackerBuild(
             f"{name}-build",
-            PackerBuildArgs(spec=plan.build_spec, endpoint=args.endpoint, api_token=args.api_token),
+            PackerBuildArgs(
+                spec=plan.build_spec, endpoint=args.endpoint, api_token=args.api_token, owner_key=args.owner_key
+            ),
             pulumi.ResourceOptions(parent=self, depends_on=[args.isos[node]]),
         )
         template = ProxmoxTemplate(

@@ -31,6 +31,8 @@ class PackerBuildArgs:
     endpoint: str
     api_token: pulumi.Output[str]
     """Secret ``user@realm!tokenid=secret``; reaches the command only through its environment."""
+    owner_key: pulumi.Output[str]
+    """The stack's secret owner key; reaches the command only through its environment."""
 
 
 class PackerBuild(pulumi.ComponentResource):
@@ -51,7 +53,7 @@ class PackerBuild(pulumi.ComponentResource):
             update=UPDATE_COMMAND,
             delete=DELETE_COMMAND,
             stdin=args.spec.to_json(),
-            environment=command_environment(args.endpoint, args.api_token),
+            environment=command_environment(args.endpoint, args.api_token, args.owner_key),
             triggers=build_triggers(args.spec.fingerprint_parts, args.spec.node, args.spec.vm_storage),
             add_previous_output_in_env=True,
             # pulumi-command replaces the resource when a trigger changes

@@ -14,7 +14,17 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from homelab_images.contract.stack_keys import INSECURE_KEY, PROJECT, PROVIDER, SET_TOKEN, TOKEN_KEY, TOKEN_NAME
+from homelab_images.contract.ownership import OWNER_KEY_MIN_CHARS
+from homelab_images.contract.stack_keys import (
+    INSECURE_KEY,
+    OWNER_KEY,
+    PROJECT,
+    PROVIDER,
+    SET_OWNER_KEY,
+    SET_TOKEN,
+    TOKEN_KEY,
+    TOKEN_NAME,
+)
 from homelab_images.core.config import ConfigError, StackConfig, load_config
 from homelab_images.core.kickstart import KickstartInvalid
 from homelab_images.core.paths import PROJECT_DIR, kickstart_dir_for, stack_file_path
@@ -26,6 +36,7 @@ from homelab_images.core.versioning import lock_findings, lock_path, read_lock
 class ProgramSettings:
     config: StackConfig
     api_token: pulumi.Output[str]
+    owner_key: pulumi.Output[str]
     plans: list[ImagePlan]
     lock: dict[str, dict[str, str]]
     """The version lock: image -> {version: content fingerprint}."""
@@ -59,6 +70,21 @@ def _api_token() -> pulumi.Output[str]:
     return provider_config.require_secret(TOKEN_NAME)
 
 
+def _owner_key() -> pulumi.Output[str]:
+    """The stack's secret owner key: generated once by the user, kept encrypted in the stack's config."""
+    value = pulumi.Config(PROJECT).get("ownerKey")
+    if value is None:
+        raise ConfigError(
+            [f"{OWNER_KEY}: is required (it proves which VMs this stack built); set it once with `{SET_OWNER_KEY}`"]
+        )
+    if not runtime_config.is_config_secret(OWNER_KEY):
+        raise ConfigError([f"{OWNER_KEY}: is stored in plain text; set it again with `{SET_OWNER_KEY}`"])
+    if len(value.strip()) < OWNER_KEY_MIN_CHARS:
+        problem = f"expected at least {OWNER_KEY_MIN_CHARS} random characters"
+        raise ConfigError([f"{OWNER_KEY}: {problem}; set it with `{SET_OWNER_KEY}`"])
+    return pulumi.Output.secret(value.strip())
+
+
 def _version_guard(config: StackConfig, plans: list[ImagePlan], lock: dict[str, dict[str, str]]) -> None:
     findings = lock_findings(lock, plans)
     if findings and config.build.strict_versioning:
@@ -71,6 +97,7 @@ def load_program_settings(now: datetime | None = None) -> ProgramSettings:
     try:
         config = load_config(runtime_config_raw())
         api_token = _api_token()
+        owner_key = _owner_key()
         stack_file = stack_file_path(pulumi.get_stack(), PROJECT_DIR)
         plans = plan_stack(config, now or datetime.now(UTC), kickstart_dir_for(stack_file))
         lock = read_lock(lock_path(stack_file))
@@ -81,4 +108,4 @@ def load_program_settings(now: datetime | None = None) -> ProgramSettings:
         raise pulumi.RunError(str(error)) from None
     if config.insecure:
         pulumi.log.warn(f"{INSECURE_KEY} is true: the Proxmox TLS certificate is not verified")
-    return ProgramSettings(config=config, api_token=api_token, plans=plans, lock=lock)
+    return ProgramSettings(config=config, api_token=api_token, owner_key=owner_key, plans=plans, lock=lock)

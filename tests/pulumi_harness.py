@@ -39,6 +39,7 @@ SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SECRET_MARKER = "1b47061264138c4ac30d75fd1eb44270"
 
 BUILD_VM_ID = 9007
+OWNER_KEY = "owner-key-of-the-test-stack-7f3a9c2e51d84b06"
 
 
 def stack_config(path: Path) -> dict[str, Any]:
@@ -249,6 +250,7 @@ def run_program(
     mocks: RecordingMocks | None = None,
     preview: bool = False,
     project_dir: Path = FIXTURES,
+    owner_key: str | None = OWNER_KEY,
 ) -> ProgramRun:
     """Evaluate ``__main__.py`` with ``config`` and ``secrets``.
 
@@ -260,6 +262,8 @@ def run_program(
     program.PROJECT_DIR = project_dir
     all_config = as_runtime_config(config if config is not None else stack_config(project_dir / "Pulumi.homelab.yaml"))
     secrets = dict(secrets if secrets is not None else {"proxmoxve:apiToken": "images@pve!build=0000"})
+    if owner_key is not None:
+        secrets.setdefault("homelab-images:ownerKey", owner_key)
     all_config.update(secrets)
     pulumi_settings.reset_options()
     pulumi.runtime.set_mocks(

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from homelab_images.cli import pins
+from homelab_images.contract.build_spec import IdRange
 from homelab_images.contract.fingerprint_parts import TARGET_PART_NAMES
 from homelab_images.contract.gc_request import GcRequest
 from homelab_images.contract.packer_files import KICKSTART_FILE, QEMU_TEMPLATE_FILE, SCRIPTS_DIR, TEMPLATE_FILE
@@ -219,6 +220,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         project_dir=str(path.resolve().parent),
         images=[image.name for image in config.images],
         retain_previous=config.build.retain_previous,
+        vm_id_range=IdRange(first=config.proxmox.vm_id_range.first, last=config.proxmox.vm_id_range.last),
     )
     try:
         return run_gc(request, args.apply, sys.stdout)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
+from homelab_images.contract.ownership import OWNER_KEY_VAR
+
 # Stable from now on: every stack that built an image keeps these in its state and runs the
 # stored delete when the build is replaced (docs/build-runner.md).
 RUNNER_MODULE = "homelab_images.runner"
@@ -30,9 +32,9 @@ stored with the Command, which ``delete`` gets from the old inputs (a rotated, r
 Token = TypeVar("Token")
 
 
-def command_environment(endpoint: str, api_token: Token) -> dict[str, str | Token]:
-    """The Command's ``environment`` input (stored in state; the token as a secret)."""
-    return {ENDPOINT_VAR: endpoint, TOKEN_VAR: api_token}
+def command_environment(endpoint: str, api_token: Token, owner_key: Token) -> dict[str, str | Token]:
+    """The Command's ``environment`` input (stored in state; the token and the owner key as secrets)."""
+    return {ENDPOINT_VAR: endpoint, TOKEN_VAR: api_token, OWNER_KEY_VAR: owner_key}
 
 
 def build_triggers(fingerprint_parts: Mapping[str, str], node: str, vm_storage: str) -> list[dict[str, str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from homelab_images.contract.build_spec import IdRange
 from homelab_images.contract.records import Record
 
 
@@ -20,3 +21,5 @@ class GcRequest(Record):
     project_dir: str
     images: list[str]
     retain_previous: int = Field(ge=0)
+    # gc considers only VMs in this range, and only those the stack's owner key proves its own.
+    vm_id_range: IdRange

@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from homelab_images.contract.endpoint import https_url_parts
-from homelab_images.contract.stack_keys import ENDPOINT_KEY, INSECURE_KEY, PROJECT, PROVIDER, TOKEN_KEY
+from homelab_images.contract.stack_keys import ENDPOINT_KEY, INSECURE_KEY, OWNER_KEY, PROJECT, PROVIDER, TOKEN_KEY
 
 # Proxmox accepts VM IDs 100..999999999 (pve-vmid format).
 MIN_VMID = 100
@@ -452,6 +452,11 @@ class StackConfig(Model):
         description="Skip TLS verification (warns each run).",
     )
     api_token_set: bool = Field(default=False, validation_alias=TOKEN_KEY, description="Secret API token.")
+    owner_key_set: bool = Field(
+        default=False,
+        validation_alias=OWNER_KEY,
+        description="Secret key proving which VMs this stack built (see docs/build-runner.md, Ownership).",
+    )
     proxmox: ProxmoxSettings = Field(alias="homelab-images:proxmox")
     build: BuildSettings = Field(default=BuildSettings(), alias="homelab-images:build")
     images: list[Image] = Field(alias="homelab-images:images", min_length=1)
@@ -597,13 +602,14 @@ def _cross_checks(config: StackConfig) -> list[str]:
 def load_config(raw: Mapping[str, Any]) -> StackConfig:
     """Validate a raw mapping of full config keys; raise ConfigError listing every problem.
 
-    Keys of other namespaces are ignored. ``proxmoxve:apiToken`` only counts as
-    set or not: its value never enters the model.
+    Keys of other namespaces are ignored. ``proxmoxve:apiToken`` and
+    ``homelab-images:ownerKey`` only count as set or not: their values never enter the model.
     """
     misspelt = _misspelt_namespaces(raw)
     owned = _owned_keys(raw)
-    if TOKEN_KEY in owned:
-        owned[TOKEN_KEY] = owned[TOKEN_KEY] not in (None, "")
+    for secret_key in (TOKEN_KEY, OWNER_KEY):
+        if secret_key in owned:
+            owned[secret_key] = owned[secret_key] not in (None, "")
     try:
         config = StackConfig.model_validate(owned)
     except ValidationError as error:

@@ -16,9 +16,11 @@ from pathlib import Path
 
 from homelab_images.contract.build_spec import BuildSpec
 from homelab_images.contract.commands import CURRENT_TOKEN_VAR, TOKEN_VAR
+from homelab_images.contract.ownership import OWNER_KEY_VAR
 from homelab_images.contract.records import RecordError
 from homelab_images.runner import runner
 from homelab_images.runner.console import Console
+from homelab_images.runner.env import read_owner_key
 from homelab_images.runner.errors import EXIT_INVALID, Interrupted, RunnerError
 from homelab_images.runner.proxmox import ApiError, explain
 from homelab_images.runner.session import open_session
@@ -52,7 +54,9 @@ def read_spec(text: str) -> BuildSpec:
 
 def _secrets_of(environ: dict[str, str]) -> list[str]:
     raws = [environ.get(name, "") for name in (CURRENT_TOKEN_VAR, TOKEN_VAR)]
-    return [secret for raw in raws if raw for secret in (raw.strip(), raw.rpartition("=")[2].strip())]
+    owner_key = environ.get(OWNER_KEY_VAR, "").strip()
+    tokens = [secret for raw in raws if raw for secret in (raw.strip(), raw.rpartition("=")[2].strip())]
+    return tokens + ([owner_key] if owner_key else [])
 
 
 def run(action: str, console: Console, hub: SignalHub) -> int:
@@ -63,9 +67,11 @@ def run(action: str, console: Console, hub: SignalHub) -> int:
         spec = read_spec(sys.stdin.read())
         session = open_session(environ, spec.ca_bundle, spec.insecure, Path.cwd(), console)
         creds = session.creds
+        owner = read_owner_key(environ)
         ctx = runner.Context(
             spec,
             creds,
+            owner,
             session.tuning,
             console,
             hub,

@@ -10,11 +10,10 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from homelab_images.contract.build_spec import BuildSpec
-from homelab_images.contract.ownership import Ownership, build_tags
+from homelab_images.contract.ownership import Ownership, build_tags, lease_tag, new_build_id
 from homelab_images.contract.proxmox_plugin import CD_CLEANUP_PRIVILEGE
 from homelab_images.contract.result import BuildResult
 from homelab_images.runner import preflight, provenance
@@ -25,6 +24,7 @@ from homelab_images.runner.errors import Interrupted, RunnerError
 from homelab_images.runner.guardian import stale_build_directories
 from homelab_images.runner.install_sources import check_install_sources
 from homelab_images.runner.inventory import Guest, list_guests, owned_by_image
+from homelab_images.runner.lease import kept_alive
 from homelab_images.runner.packer_run import (
     BUILD_ARGS,
     INIT_ARGS,
@@ -70,26 +70,35 @@ def timeout_seconds(ctx: Context) -> float:
     return override if override is not None else ctx.spec.timeout_minutes * 60.0
 
 
+def is_leftover(image: str) -> Callable[[Ownership], bool]:
+    """An unfinished build of ``image`` whose lease has expired: its runner is gone, wherever it ran."""
+
+    def check(o: Ownership) -> bool:
+        return o.belongs_to(image) and o.pending and not o.lease_live(time.time())
+
+    return check
+
+
 def remove_leftovers(ctx: Context, guests: list[Guest], claims: Claims) -> bool:
-    """Remove this image's unfinished builds that no running build on this machine holds.
+    """Remove this image's unfinished builds whose lease expired (the local claims only spare a lookup).
 
     Smoke-test clones go first: a template with a linked clone cannot be deleted. A template kept
     after failing its smoke test (keepFailedTemplates) stays for inspection; gc removes it.
     """
     live = claims.live()
     removed = False
-    leftovers = [g for g in owned_by_image(guests, ctx.spec.image) if g.ownership.pending and g.vmid not in live]
-    for guest in sorted(leftovers, key=lambda g: (not g.ownership.smoke_clone, g.vmid)):
+    leftover = is_leftover(ctx.spec.image)
+    pending = [g for g in owned_by_image(guests, ctx.spec.image, ctx.owner) if g.ownership.pending]
+    for guest in sorted(pending, key=lambda g: (not g.ownership.smoke_clone, g.vmid)):
         if guest.ownership.smoke_failed:
             ctx.console.note(f"{guest.where} failed its smoke test and is kept for inspection; gc --apply removes it")
             continue
+        if guest.vmid in live or not leftover(guest.ownership):
+            ctx.console.note(f"{guest.where} is a build in progress (its lease is live); left alone")
+            continue
         ctx.console.stage(f"removing the leftover of an earlier failed or interrupted build: {guest.where}")
         removal = remove_owned(
-            ctx.api,
-            ctx.retry,
-            guest.node,
-            guest.vmid,
-            lambda o: o.belongs_to(ctx.spec.image) and o.pending and not o.smoke_failed,
+            ctx.api, ctx.retry, ctx.owner, guest.node, guest.vmid, lambda o: leftover(o) and not o.smoke_failed
         )
         if removal.outcome is Outcome.BLOCKED:
             ctx.console.warn(f"could not remove leftover {guest.where}: {removal.reason}")
@@ -97,8 +106,9 @@ def remove_leftovers(ctx: Context, guests: list[Guest], claims: Claims) -> bool:
     return removed
 
 
-def check_name_free(spec: BuildSpec, guests: list[Guest]) -> None:
-    foreign = [g for g in guests if g.name == spec.template_name and not g.ownership.owned]
+def check_name_free(ctx: Context, guests: list[Guest]) -> None:
+    spec = ctx.spec
+    foreign = [g for g in guests if g.name == spec.template_name and not g.proven(ctx.owner)]
     if foreign:
         raise RunnerError(
             f"the template name {spec.template_name} is taken by {foreign[0].where}, which this program did not build",
@@ -162,16 +172,19 @@ def show_tail(ctx: Context, run: PackerRun) -> None:
             ctx.console.raw(f"  | {line}")
 
 
-def build_once(ctx: Context, vmid: int, description: str, tags: list[str], deadline: float) -> tuple[int, float]:
+def build_once(
+    ctx: Context, vmid: int, build_id: str, description: str, tags: list[str], deadline: float
+) -> tuple[int, float]:
     """One ``packer init`` + ``packer build`` as VM ``vmid``; returns (template VM ID, Packer seconds).
 
+    ``tags`` are the build VM's tags without its lease, which is set when ``packer build`` starts.
     Packer's full log is kept (scrubbed) when the build fails, or when ``PACKER_LOG`` asked for it."""
     console = ctx.console
     with build_directory(
         ctx.tuning.log_dir, ctx.spec.image, vmid, console.scrub, ctx.tuning.kill_grace_seconds
     ) as build:
         try:
-            result = _build_in(ctx, build, vmid, description, tags, deadline)
+            result = _build_in(ctx, build, vmid, build_id, description, tags, deadline)
         except BaseException:
             kept = build.log.keep(console.scrub)
             console.note(f"Packer's full log (secrets removed): {kept}", always=True)
@@ -183,7 +196,7 @@ def build_once(ctx: Context, vmid: int, description: str, tags: list[str], deadl
 
 
 def _build_in(
-    ctx: Context, build: BuildDirectory, vmid: int, description: str, tags: list[str], deadline: float
+    ctx: Context, build: BuildDirectory, vmid: int, build_id: str, description: str, tags: list[str], deadline: float
 ) -> tuple[int, float]:
     spec, console = ctx.spec, ctx.console
     where = f"VM {vmid} on node {spec.node}"
@@ -205,7 +218,11 @@ def _build_in(
     if not id_free_on_cluster(ctx.api, ctx.retry, vmid):
         raise IdTaken()
     console.stage(f"packer build: {spec.template_name} as VM {vmid} on {spec.node}")
-    run = _packer(ctx, BUILD_ARGS, build, env, deadline)
+    lease_seconds = ctx.tuning.lease_seconds
+    leased = [*tags, lease_tag(time.time() + lease_seconds)]
+    env = packer_environment(ctx.environ, ctx.creds, ctx.ca_bundle, vmid, files, description, leased)
+    with kept_alive(ctx.api, ctx.owner, spec.node, vmid, build_id, lease_seconds):
+        run = _packer(ctx, BUILD_ARGS, build, env, deadline)
     if run.signum is not None:
         raise Interrupted(run.signum)
     if run.timed_out:
@@ -242,7 +259,7 @@ def finished_despite_packer(ctx: Context, run: PackerRun, vmid: int, tags: list[
     """
     spec = ctx.spec
     try:
-        verify_template(ctx.api, ctx.retry, spec, vmid, tags)
+        verify_template(ctx.api, ctx.retry, ctx.owner, spec, vmid, tags)
     except (ApiError, RunnerError):
         return False
     leftover = ""
@@ -255,32 +272,37 @@ def finished_despite_packer(ctx: Context, run: PackerRun, vmid: int, tags: list[
     return True
 
 
-def cleanup_failed(ctx: Context, vmid: int) -> None:
-    """Remove what Packer did not: the unfinished VM at ``vmid``, only if it carries this build's tags."""
+def cleanup_failed(ctx: Context, vmid: int, build_id: str) -> None:
+    """Remove what Packer did not: the VM at ``vmid``, only if this very build made it.
+
+    Finished or not: a template this run verified but never reported is known to
+    no Pulumi state, so it goes too. A racing build that won the ID has another
+    build ID and is never touched.
+    """
     spec = ctx.spec
 
     def this_build(o: Ownership) -> bool:
-        return o.belongs_to(spec.image) and o.pending and o.matches(spec.fingerprint)
+        return o.build_id == build_id and o.belongs_to(spec.image) and o.matches(spec.fingerprint)
 
     try:
-        removal = remove_owned(ctx.api, ctx.retry, spec.node, vmid, this_build)
+        removal = remove_owned(ctx.api, ctx.retry, ctx.owner, spec.node, vmid, this_build)
     except (ApiError, RunnerError, Interrupted) as error:
         ctx.console.warn(
             f"could not remove the unfinished build VM {vmid} on {spec.node} ({error}); "
-            "the next build or `venv/bin/homelab-images gc --stack <stack> --apply` removes it"
+            "the next build removes it if unfinished; `venv/bin/homelab-images gc --stack <stack>` reports it"
         )
         return
     if removal.outcome is Outcome.DELETED:
-        ctx.console.stage(f"removed the unfinished build VM {vmid} that Packer left behind")
+        ctx.console.stage(f"removed the build VM {vmid} that this failed build left behind")
     elif removal.outcome is Outcome.BLOCKED:
         ctx.console.warn(f"could not remove the unfinished build VM {vmid}: {removal.reason}")
 
 
-def smoke_test(ctx: Context, template: int, claims: Claims, major: int) -> Smoke | None:
+def smoke_test(ctx: Context, template: int, build_id: str, claims: Claims, major: int) -> Smoke | None:
     """Boot a clone of the verified template and check it; record a pass in its description."""
     if not ctx.spec.smoke_test:
         return None
-    tested = SmokeRun(ctx, template, claims, major).run()
+    tested = SmokeRun(ctx, template, build_id, claims, major).run()
     record_passed(ctx, template, tested.result)
     ctx.console.stage(
         f"smoke test passed: k3s Ready {tested.result.ready_seconds:g}s after the clone started "
@@ -289,13 +311,13 @@ def smoke_test(ctx: Context, template: int, claims: Claims, major: int) -> Smoke
     return tested
 
 
-def keep_failed(ctx: Context, vmid: int, failure: SmokeTestFailed) -> None:
+def keep_failed(ctx: Context, vmid: int, build_id: str, failure: SmokeTestFailed) -> None:
     """keepFailedTemplates: mark the template for inspection; if that fails, remove it as usual."""
     try:
         keep_for_inspection(ctx, vmid, failure)
     except (ApiError, RunnerError, Interrupted) as error:
         ctx.console.warn(f"could not mark template {vmid} for inspection ({error}); removing it")
-        cleanup_failed(ctx, vmid)
+        cleanup_failed(ctx, vmid, build_id)
 
 
 def remove_stale_build_directories(console: Console) -> None:
@@ -314,21 +336,25 @@ def create(ctx: Context) -> BuildResult:
     check_install_sources(spec, console.warn)
     claims = Claims(ctx.tuning.state_dir, ctx.creds.endpoint)
     guests = list_guests(api, retry, "cluster resources")
-    check_name_free(spec, guests)
+    check_name_free(ctx, guests)
     if remove_leftovers(ctx, guests, claims):
         guests = list_guests(api, retry, "cluster resources")
     built_at = provenance.utc_now()
     commit = provenance.source_commit(ctx.cwd)
     description = provenance.describe(spec, built_at, commit)
-    tags = build_tags(spec.image, spec.version, spec.fingerprint)
     console.stage(f"Packer {check_packer_version(find_packer(ctx.environ), ctx.environ)}")
     deadline = time.monotonic() + timeout_seconds(ctx)
     skip: set[int] = set()
     packer_seconds = 0.0
     owner = {"image": spec.image, "fingerprint": spec.fingerprint}
     for _ in range(ID_ATTEMPTS):
-        claim = allocate(api, retry, claims, spec.vm_id_range, guests, owner, skip)
+        claim = allocate(api, retry, ctx.owner, claims, spec.vm_id_range, guests, owner, skip)
         vmid = claim.vmid
+        build_id = new_build_id()
+        tags = [
+            *build_tags(spec.image, spec.version, spec.fingerprint),
+            *ctx.owner.identity_tags(vmid, spec.node, build_id, spec.image, spec.fingerprint),
+        ]
         try:
             if vmid != spec.vm_id_range.first:
                 preflight.check_privileges(
@@ -336,21 +362,22 @@ def create(ctx: Context) -> BuildResult:
                 )
             console.stage(f"allocated VM ID {vmid} (preflight and allocation took {time.monotonic() - started:.1f}s)")
             try:
-                artifact, seconds = build_once(ctx, vmid, description, tags, deadline)
+                artifact, seconds = build_once(ctx, vmid, build_id, description, tags, deadline)
             except IdTaken:
                 console.note(f"VM ID {vmid} was taken by another VM first; trying the next free ID")
                 skip.add(vmid)
-                cleanup_failed(ctx, vmid)
+                cleanup_failed(ctx, vmid, build_id)
                 continue
             packer_seconds += seconds
             verify_started = time.monotonic()
             console.stage(f"verifying template {artifact} on {spec.node}")
-            config = verify_template(api, retry, spec, artifact, tags)
-            verified = time.monotonic() - verify_started
-            tested = smoke_test(ctx, artifact, claims, major)
+            with kept_alive(api, ctx.owner, spec.node, artifact, build_id, ctx.tuning.lease_seconds):
+                config = verify_template(api, retry, ctx.owner, spec, artifact, tags)
+                verified = time.monotonic() - verify_started
+                tested = smoke_test(ctx, artifact, build_id, claims, major)
             mark_finished(api, retry, spec, artifact, config)
             guests = list_guests(api, retry, "cluster resources")
-            retained = retained_templates(api, retry, spec, guests, artifact)
+            retained = retained_templates(api, retry, ctx.owner, spec, guests, artifact)
             overhead = time.monotonic() - started - packer_seconds - (tested.waited_on_guest if tested else 0.0)
             console.stage(
                 f"done: template {spec.template_name} is VM {artifact} "
@@ -372,12 +399,12 @@ def create(ctx: Context) -> BuildResult:
             raise
         except SmokeTestFailed as failure:
             if spec.keep_failed_templates:
-                keep_failed(ctx, vmid, failure)
+                keep_failed(ctx, vmid, build_id, failure)
             else:
-                cleanup_failed(ctx, vmid)
+                cleanup_failed(ctx, vmid, build_id)
             raise
         except BaseException:
-            cleanup_failed(ctx, vmid)
+            cleanup_failed(ctx, vmid, build_id)
             raise
         finally:
             claim.release()

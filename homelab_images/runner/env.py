@@ -17,7 +17,8 @@ from pathlib import Path
 
 from homelab_images.contract.commands import CURRENT_TOKEN_VAR, ENDPOINT_VAR, TOKEN_VAR
 from homelab_images.contract.endpoint import https_url_parts
-from homelab_images.contract.stack_keys import ENDPOINT_KEY, SET_TOKEN, TOKEN_KEY
+from homelab_images.contract.ownership import OWNER_KEY_MIN_CHARS, OWNER_KEY_VAR, OwnerKey
+from homelab_images.contract.stack_keys import ENDPOINT_KEY, OWNER_KEY, SET_TOKEN, TOKEN_KEY
 from homelab_images.runner.build_log import default_log_dir
 from homelab_images.runner.errors import EXIT_INVALID, RunnerError
 
@@ -29,6 +30,7 @@ SMOKE_TIMEOUT_OVERRIDE_VAR = "HOMELAB_IMAGES_SMOKE_TIMEOUT_SECONDS"
 RETRY_BASE_VAR = "HOMELAB_IMAGES_RETRY_BASE_SECONDS"
 KILL_GRACE_VAR = "HOMELAB_IMAGES_KILL_GRACE_SECONDS"
 STATE_DIR_VAR = "HOMELAB_IMAGES_STATE_DIR"
+LEASE_VAR = "HOMELAB_IMAGES_LEASE_SECONDS"
 
 TOKEN_FORMAT = re.compile(r"^(?P<user>[^@!=\s]+@[^@!=\s]+)!(?P<name>[A-Za-z][A-Za-z0-9._-]*)=(?P<secret>\S+)$")
 _WHERE = "environment of the runner"
@@ -100,6 +102,20 @@ def read_credentials(environ: Mapping[str, str]) -> Credentials:
     return Credentials(endpoint, host, port, user, name, secret)
 
 
+def read_owner_key(environ: Mapping[str, str], where: str = _WHERE) -> OwnerKey:
+    """The stack's owner key; the message never shows the value."""
+    raw = environ.get(OWNER_KEY_VAR, "").strip()
+    if len(raw) < OWNER_KEY_MIN_CHARS:
+        problem = "is not set" if not raw else f"is shorter than {OWNER_KEY_MIN_CHARS} characters"
+        raise RunnerError(
+            f"{OWNER_KEY_VAR} {problem}",
+            where,
+            f'the component passes {OWNER_KEY}; by hand: export {OWNER_KEY_VAR}="$(pulumi config get {OWNER_KEY})"',
+            EXIT_INVALID,
+        )
+    return OwnerKey(raw.encode())
+
+
 def _seconds(environ: Mapping[str, str], name: str, default: float | None) -> float | None:
     raw = environ.get(name)
     if raw is None or raw == "":
@@ -130,18 +146,22 @@ class Tuning:
     kill_grace_seconds: float = 90.0
     state_dir: Path = Path(".")
     log_dir: Path = Path(".")
+    # How long a build's lease on its VM lasts; the runner renews it every tenth of that while Packer runs.
+    lease_seconds: float = 600.0
 
 
 def read_tuning(environ: Mapping[str, str]) -> Tuning:
     retry = _seconds(environ, RETRY_BASE_VAR, 0.5)
     grace = _seconds(environ, KILL_GRACE_VAR, 90.0)
-    assert retry is not None and grace is not None
+    lease = _seconds(environ, LEASE_VAR, 600.0)
+    assert retry is not None and grace is not None and lease is not None
     state = environ.get(STATE_DIR_VAR)
     return Tuning(
         timeout_override_seconds=_seconds(environ, TIMEOUT_OVERRIDE_VAR, None),
         smoke_timeout_override_seconds=_seconds(environ, SMOKE_TIMEOUT_OVERRIDE_VAR, None),
         retry_base_seconds=retry,
         kill_grace_seconds=grace,
+        lease_seconds=lease,
         state_dir=Path(state) if state else default_state_dir(environ),
         log_dir=default_log_dir(environ),
     )

@@ -1,14 +1,21 @@
-"""Garbage collection: superseded templates and failed-build leftovers this program owns.
+"""Garbage collection: superseded templates and failed-build leftovers of this stack.
 
 Dry run by default. ``--apply`` deletes the candidates that are not in use; a
 template with protection on or with linked clones stays and is reported.
-Retention follows the stack config: the newest ``retainPrevious`` superseded
-templates of each configured image stay; an image no longer configured keeps none.
+Only VMs inside the stack's ``vmIdRange`` whose tags carry the stack's proof
+(see ownership) are considered: another stack's templates, copies and clones
+of ours, and hand-tagged VMs are never listed or touched. An unfinished build
+counts as a leftover only once its lease has expired. Retention follows the
+stack config, per image and node: the newest ``retainPrevious`` superseded
+templates stay; an image no longer configured keeps none. A finished template
+that is neither the newest of its image on its node nor superseded is known to
+no Pulumi state (a build that failed after finishing): it is reported, never deleted.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,15 +23,21 @@ from typing import TextIO
 
 from homelab_images.contract.commands import ENDPOINT_VAR, TOKEN_VAR
 from homelab_images.contract.gc_request import GcRequest
-from homelab_images.contract.ownership import Ownership
+from homelab_images.contract.ownership import OWNER_KEY_VAR, OwnerKey, Ownership
 from homelab_images.runner.console import Console
-from homelab_images.runner.env import TOKEN_FORMAT, token_text
+from homelab_images.runner.env import TOKEN_FORMAT, read_owner_key, token_text
 from homelab_images.runner.errors import EXIT_INVALID, RunnerError
 from homelab_images.runner.inventory import Guest, detail, list_guests, newest_first
 from homelab_images.runner.proxmox import Api, ApiError, Retrier, explain
 from homelab_images.runner.retire import Outcome, TagCheck, remove_owned
 from homelab_images.runner.session import open_session
 from homelab_images.runner.vmids import Claims
+
+WHERE = "homelab-images gc"
+UNTRACKED = (
+    "finished, but neither the newest of its image on its node nor superseded: no build result lists it "
+    "(a build that failed after finishing, or a replacement still running); reported only"
+)
 
 
 @dataclass(frozen=True)
@@ -34,30 +47,49 @@ class Candidate:
     protected: bool
 
 
-def find_candidates(api: Api, retry: Retrier, request: GcRequest, claimed: set[int]) -> list[Candidate]:
+@dataclass(frozen=True)
+class Findings:
+    candidates: list[Candidate]
+    untracked: list[Guest]
+
+
+def ours_in_range(guests: list[Guest], request: GcRequest, key: OwnerKey) -> list[Guest]:
+    ids = request.vm_id_range
+    return [g for g in guests if ids.first <= g.vmid <= ids.last and g.proven(key)]
+
+
+def find_candidates(api: Api, retry: Retrier, request: GcRequest, key: OwnerKey, claimed: set[int]) -> Findings:
     guests = list_guests(api, retry, "cluster resources")
-    owned = [g for g in guests if g.kind == "qemu" and g.ownership.owned]
+    owned = ours_in_range(guests, request, key)
     retention = dict.fromkeys(request.images, request.retain_previous)
+    now = time.time()
     candidates = []
     for guest in owned:
-        if guest.ownership.pending and guest.vmid not in claimed:
+        o = guest.ownership
+        if o.pending and guest.vmid not in claimed and not o.lease_live(now):
             protected = detail(api, retry, guest).protected
             candidates.append(Candidate(guest, leftover_reason(guest), protected))
-    by_image: dict[str, list[Guest]] = {}
+    superseded: dict[tuple[str, str], list[Guest]] = {}
+    current: dict[tuple[str, str], list[Guest]] = {}
     for guest in owned:
-        if guest.template and guest.ownership.superseded and not guest.ownership.pending:
-            by_image.setdefault(guest.ownership.image or "", []).append(guest)
-    for image, superseded in sorted(by_image.items()):
+        if guest.template and not guest.ownership.pending:
+            group = superseded if guest.ownership.superseded else current
+            group.setdefault((guest.ownership.image or "", guest.node), []).append(guest)
+    for (image, _node), old_ones in sorted(superseded.items()):
         keep = retention.get(image, 0)
         reason = (
             f"superseded, beyond retainPrevious={keep}"
             if image in retention
             else "superseded, image no longer configured"
         )
-        for old in newest_first([detail(api, retry, g) for g in superseded])[keep:]:
+        for old in newest_first([detail(api, retry, g) for g in old_ones])[keep:]:
             candidates.append(Candidate(old.guest, reason, old.protected))
+    untracked = [
+        d.guest for group in current.values() for d in newest_first([detail(api, retry, g) for g in group])[1:]
+    ]
     # Smoke-test clones first: their template cannot be deleted while a linked clone uses its disks.
-    return sorted(candidates, key=lambda c: (not c.guest.ownership.smoke_clone, c.guest.vmid))
+    candidates.sort(key=lambda c: (not c.guest.ownership.smoke_clone, c.guest.vmid))
+    return Findings(candidates, sorted(untracked, key=lambda g: g.vmid))
 
 
 def leftover_reason(guest: Guest) -> str:
@@ -72,7 +104,7 @@ def is_candidate(candidate: Candidate) -> TagCheck:
     image = candidate.guest.ownership.image
 
     def check(o: Ownership) -> bool:
-        return o.owned and o.image == image and (o.pending or o.superseded)
+        return o.owned and o.image == image and ((o.pending and not o.lease_live(time.time())) or o.superseded)
 
     return check
 
@@ -85,15 +117,20 @@ def run_gc(request: GcRequest, apply: bool, out: TextIO, environ: Mapping[str, s
     if not token or not TOKEN_FORMAT.match(token.strip()):
         raise RunnerError(
             f"{TOKEN_VAR} is not set" if not token else f"{TOKEN_VAR} is not of the form user@realm!tokenid=secret",
-            "homelab-images gc",
+            WHERE,
             f"export {TOKEN_VAR}='user@realm!tokenid=secret' (the token of proxmoxve:apiToken) and run again",
             EXIT_INVALID,
         )
+    key = read_owner_key(environ, WHERE)
+    console.add_secret(environ.get(OWNER_KEY_VAR, "").strip())
     session = open_session(environ, request.ca_bundle, request.insecure, Path(request.project_dir), console)
     api, retry, creds = session.api, session.retry, session.creds
     try:
         claimed = Claims(session.tuning.state_dir, creds.endpoint).live()
-        candidates = find_candidates(api, retry, request, claimed)
+        findings = find_candidates(api, retry, request, key, claimed)
+        candidates = findings.candidates
+        for guest in findings.untracked:
+            out.write(f"VM {guest.vmid} {guest.name} on {guest.node}: {UNTRACKED}\n")
         if not candidates:
             out.write("nothing to collect: no superseded templates beyond retention and no failed-build leftovers\n")
             return 0
@@ -107,7 +144,7 @@ def run_gc(request: GcRequest, apply: bool, out: TextIO, environ: Mapping[str, s
             if not apply:
                 out.write(f"{line}: would delete\n")
                 continue
-            removal = remove_owned(api, retry, guest.node, guest.vmid, is_candidate(candidate))
+            removal = remove_owned(api, retry, key, guest.node, guest.vmid, is_candidate(candidate))
             if removal.outcome is Outcome.DELETED:
                 deleted += 1
                 out.write(f"{line}: deleted\n")

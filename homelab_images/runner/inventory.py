@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from homelab_images.contract.ownership import Ownership, parse_tags
+from homelab_images.contract.ownership import OwnerKey, Ownership, parse_tags
 from homelab_images.runner import provenance
 from homelab_images.runner.proxmox import Api, Retrier
 
@@ -24,6 +24,10 @@ class Guest:
     @property
     def ownership(self) -> Ownership:
         return Ownership.of(self.tags)
+
+    def proven(self, key: OwnerKey) -> bool:
+        """Built by this stack: its tags carry a proof made with the stack's key for this VM ID and node."""
+        return self.kind == "qemu" and key.owns(self.vmid, self.node, self.tags)
 
     @property
     def where(self) -> str:
@@ -49,8 +53,9 @@ def list_guests(api: Api, retry: Retrier, where: str) -> list[Guest]:
     return [Guest.of(item) for item in items if "vmid" in item]
 
 
-def owned_by_image(guests: list[Guest], image: str) -> list[Guest]:
-    return [g for g in guests if g.kind == "qemu" and g.ownership.belongs_to(image)]
+def owned_by_image(guests: list[Guest], image: str, key: OwnerKey) -> list[Guest]:
+    """This image's VMs that this stack provably built (copies and hand-tagged VMs do not count)."""
+    return [g for g in guests if g.ownership.belongs_to(image) and g.proven(key)]
 
 
 def read_config(api: Api, retry: Retrier, node: str, vmid: int) -> dict[str, Any]:

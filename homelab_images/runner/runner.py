@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from homelab_images.contract.build_spec import BuildSpec
-from homelab_images.contract.ownership import VERSION_PREFIX, join_tags, parse_tags, version_tag
+from homelab_images.contract.ownership import VERSION_PREFIX, OwnerKey, join_tags, parse_tags, version_tag
 from homelab_images.contract.result import BuildResult, parse_result
 from homelab_images.runner import preflight
 from homelab_images.runner.console import Console
 from homelab_images.runner.env import PREVIOUS_STDOUT_VAR, Credentials, Tuning
 from homelab_images.runner.errors import RunnerError
-from homelab_images.runner.inventory import list_guests, read_config
+from homelab_images.runner.inventory import list_guests
 from homelab_images.runner.proxmox import Api, Retrier
-from homelab_images.runner.retire import retained_templates, retire
+from homelab_images.runner.retire import NotProvablyOurs, proven_config, retained_templates, retire
 from homelab_images.runner.signals import SignalHub
 
 
@@ -23,6 +23,7 @@ from homelab_images.runner.signals import SignalHub
 class Context:
     spec: BuildSpec
     creds: Credentials
+    owner: OwnerKey
     tuning: Tuning
     console: Console
     hub: SignalHub
@@ -53,16 +54,16 @@ def update(ctx: Context) -> BuildResult:
     if guest is None:
         raise RunnerError("the template built earlier no longer exists", where, replace)
     owner = guest.ownership
-    if not (owner.belongs_to(spec.image) and owner.matches(previous.fingerprint)):
+    if not (guest.proven(ctx.owner) and owner.belongs_to(spec.image) and owner.matches(previous.fingerprint)):
         raise RunnerError(
             f"VM {previous.vm_id} is no longer this build's template (it is {guest.name!r} with tags "
-            f"{';'.join(guest.tags) or '(none)'})",
+            f"{';'.join(guest.tags) or '(none)'}, which do not prove this stack built it there)",
             where,
             replace,
         )
     if not guest.template or owner.pending:
         raise RunnerError("the VM built earlier is not a finished template", where, replace)
-    retained = retained_templates(ctx.api, ctx.retry, spec, guests, previous.vm_id)
+    retained = retained_templates(ctx.api, ctx.retry, ctx.owner, spec, guests, previous.vm_id)
     ctx.console.stage(f"template {previous.name} (VM {previous.vm_id}) verified; nothing to rebuild")
     if previous.version != spec.version or previous.name != spec.template_name:
         relabel(ctx, previous)
@@ -75,7 +76,12 @@ def relabel(ctx: Context, previous: BuildResult) -> None:
     spec = ctx.spec
     node, vmid = previous.node, previous.vm_id
     where = f"VM {vmid} on node {node}"
-    config = read_config(ctx.api, ctx.retry, node, vmid)
+    try:
+        config = proven_config(ctx.api, ctx.retry, ctx.owner, node, vmid)
+    except NotProvablyOurs:
+        raise RunnerError(
+            "the template changed owner before it could be renamed", where, "run `pulumi up` again"
+        ) from None
     tags = [tag for tag in parse_tags(config.get("tags")) if not tag.startswith(VERSION_PREFIX)]
     relabelled = {
         "Golden image ": f"Golden image {spec.image} v{spec.version}",
@@ -109,4 +115,4 @@ def delete(ctx: Context) -> None:
     preflight.check_reachable(ctx.api, ctx.retry, ctx.creds)
     preflight.check_quorum(ctx.api, ctx.retry, ctx.creds)
     ctx.console.stage(f"retiring template {previous.name} (VM {previous.vm_id})")
-    retire(ctx.api, ctx.retry, ctx.console, ctx.spec, previous)
+    retire(ctx.api, ctx.retry, ctx.owner, ctx.console, ctx.spec, previous)

@@ -19,16 +19,27 @@ first boot wait for a full ``dnf upgrade``.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import NoReturn
 
-from homelab_images.contract.ownership import SMOKE_FAILED_TAG, SMOKE_TAG, Ownership, build_tags, join_tags, parse_tags
+from homelab_images.contract.ownership import (
+    SMOKE_FAILED_TAG,
+    SMOKE_TAG,
+    Ownership,
+    build_tags,
+    join_tags,
+    lease_tag,
+    parse_tags,
+    without_lease,
+)
 from homelab_images.contract.packer_files import proxmox_source
 from homelab_images.contract.result import SmokeResult
 from homelab_images.runner import preflight, provenance, tasks
 from homelab_images.runner.errors import RunnerError
 from homelab_images.runner.guest_agent import AgentSilent, Clock, Execution, GuestAgent
 from homelab_images.runner.inventory import list_guests, read_config
+from homelab_images.runner.lease import kept_alive
 from homelab_images.runner.proxmox import ApiError, Kind, explain
 from homelab_images.runner.retire import Outcome, TagCheck, remove_owned
 from homelab_images.runner.runner import Context
@@ -114,11 +125,11 @@ def system_disk(ctx: Context) -> str:
     return f"{disks[0].get('type', 'scsi')}0"
 
 
-def clone_is_ours(ctx: Context) -> TagCheck:
+def clone_is_ours(ctx: Context, build_id: str) -> TagCheck:
     spec = ctx.spec
 
     def check(o: Ownership) -> bool:
-        return o.belongs_to(spec.image) and o.matches(spec.fingerprint) and o.pending
+        return o.build_id == build_id and o.belongs_to(spec.image) and o.matches(spec.fingerprint) and o.pending
 
     return check
 
@@ -126,9 +137,12 @@ def clone_is_ours(ctx: Context) -> TagCheck:
 class SmokeRun:
     """One smoke test of template ``template``; ``run`` returns the result or raises SmokeTestFailed."""
 
-    def __init__(self, ctx: Context, template: int, claims: Claims, major: int, clock: Clock | None = None) -> None:
+    def __init__(
+        self, ctx: Context, template: int, build_id: str, claims: Claims, major: int, clock: Clock | None = None
+    ) -> None:
         self.ctx = ctx
         self.template = template
+        self.build_id = build_id
         self.claims = claims
         self.major = major
         self.clock = clock or Clock()
@@ -144,11 +158,13 @@ class SmokeRun:
         deadline = started + timeout_seconds(ctx)
         guests = list_guests(ctx.api, ctx.retry, "cluster resources")
         owner = {"image": ctx.spec.image, "fingerprint": ctx.spec.fingerprint, "role": SMOKE_TAG}
-        claim = allocate(ctx.api, ctx.retry, self.claims, ctx.spec.vm_id_range, guests, owner, set())
+        claim = allocate(ctx.api, ctx.retry, ctx.owner, self.claims, ctx.spec.vm_id_range, guests, owner, set())
         self.clone = claim.vmid
         self.where = f"smoke-test VM {self.clone} (linked clone of template {self.template}) on {ctx.spec.node}"
         try:
-            result = self._boot_and_check(deadline)
+            lease = ctx.tuning.lease_seconds
+            with kept_alive(ctx.api, ctx.owner, ctx.spec.node, self.clone, self.build_id, lease):
+                result = self._boot_and_check(deadline)
         finally:
             self._remove_clone()
             claim.release()
@@ -215,7 +231,15 @@ class SmokeRun:
             detail = problem.what if error.kind is Kind.OTHER else f"{problem.what} ({problem.todo})"
             raise self.fail(f"could not create the linked clone: {detail}") from None
         clone = api.nodes(node).qemu(self.clone)
-        tags = join_tags([*build_tags(spec.image, spec.version, spec.fingerprint), SMOKE_TAG])
+        # The clone's own proof and lease: the template's, copied by the clone, do not hold for its VM ID.
+        tags = join_tags(
+            [
+                *build_tags(spec.image, spec.version, spec.fingerprint),
+                *ctx.owner.identity_tags(self.clone, node, self.build_id, spec.image, spec.fingerprint),
+                lease_tag(time.time() + ctx.tuning.lease_seconds),
+                SMOKE_TAG,
+            ]
+        )
         retry(lambda: clone.config.put(tags=tags, ipconfig0="ip=dhcp", ciupgrade=0), self.where)
         config = read_config(api, retry, node, self.clone)
         if not agent_enabled(config.get("agent")):
@@ -269,7 +293,9 @@ class SmokeRun:
     def _remove_clone(self) -> None:
         ctx = self.ctx
         try:
-            removal = remove_owned(ctx.api, ctx.retry, ctx.spec.node, self.clone, clone_is_ours(ctx))
+            removal = remove_owned(
+                ctx.api, ctx.retry, ctx.owner, ctx.spec.node, self.clone, clone_is_ours(ctx, self.build_id)
+            )
         except (ApiError, RunnerError) as error:
             ctx.console.warn(f"could not remove smoke-test VM {self.clone} ({error}); the next build or {GC_HINT}")
             return
@@ -315,10 +341,12 @@ def record_passed(ctx: Context, template: int, result: SmokeResult) -> None:
 
 
 def keep_for_inspection(ctx: Context, template: int, failure: SmokeTestFailed) -> None:
-    """Tag the failed template ``smoke-failed`` (it stays ``build-pending``: never promoted) and say why."""
+    """Tag the failed template ``smoke-failed`` (it stays ``build-pending``: never promoted) and say why.
+
+    Its lease goes: no build is working on it any more, so gc may collect it."""
     node = ctx.spec.node
     config = read_config(ctx.api, ctx.retry, node, template)
-    tags = join_tags([*parse_tags(config.get("tags")), SMOKE_FAILED_TAG])
+    tags = join_tags([*without_lease(parse_tags(config.get("tags"))), SMOKE_FAILED_TAG])
     line = f"FAILED at {provenance.utc_now()}: {failure.what.removeprefix('the smoke test failed: ')}"
     description = describe_result(str(config.get("description", "")), line)[:8192]
     ctx.retry(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from homelab_images.contract.build_spec import BuildSpec
-from homelab_images.contract.ownership import PENDING_TAG, join_tags, parse_tags
+from homelab_images.contract.ownership import PENDING_TAG, OwnerKey, join_tags, parse_tags, without_lease
 from homelab_images.runner import provenance
 from homelab_images.runner.errors import RunnerError
 from homelab_images.runner.inventory import read_config
@@ -33,7 +33,9 @@ def failed_tasks(api: Api, retry: Retrier, node: str, vmid: int) -> list[str]:
     ]
 
 
-def verify_template(api: Api, retry: Retrier, spec: BuildSpec, vmid: int, expected_tags: list[str]) -> dict[str, Any]:
+def verify_template(
+    api: Api, retry: Retrier, key: OwnerKey, spec: BuildSpec, vmid: int, expected_tags: list[str]
+) -> dict[str, Any]:
     where = f"VM {vmid} on node {spec.node}"
     try:
         config = read_config(api, retry, spec.node, vmid)
@@ -46,9 +48,12 @@ def verify_template(api: Api, retry: Retrier, spec: BuildSpec, vmid: int, expect
         problems.append("it is not a template")
     if config.get("name") != spec.template_name:
         problems.append(f"its name is {config.get('name')!r}, expected {spec.template_name!r}")
-    missing = sorted(_lower(expected_tags) - _lower(parse_tags(config.get("tags"))))
+    tags = parse_tags(config.get("tags"))
+    missing = sorted(_lower(expected_tags) - _lower(tags))
     if missing:
         problems.append(f"tags missing: {', '.join(missing)}")
+    elif not key.owns(vmid, spec.node, tags):
+        problems.append("its tags do not prove that this stack built it")
     if provenance.parse(config.get("description")).fingerprint != spec.fingerprint:
         problems.append("its description does not carry this build's fingerprint")
     problems.extend(failed_tasks(api, retry, spec.node, vmid))
@@ -58,9 +63,9 @@ def verify_template(api: Api, retry: Retrier, spec: BuildSpec, vmid: int, expect
 
 
 def mark_finished(api: Api, retry: Retrier, spec: BuildSpec, vmid: int, config: dict[str, Any]) -> list[str]:
-    """Drop ``build-pending``: from now on the template counts as a finished build, never as a leftover."""
+    """Drop ``build-pending`` and the lease: from now on the template is a finished build, never a leftover."""
     where = f"VM {vmid} on node {spec.node}"
-    tags = [tag for tag in parse_tags(config.get("tags")) if tag != PENDING_TAG]
+    tags = [tag for tag in without_lease(parse_tags(config.get("tags"))) if tag != PENDING_TAG]
     retry(lambda: api.nodes(spec.node).qemu(vmid).config.put(tags=join_tags(tags)), where)
     after = parse_tags(read_config(api, retry, spec.node, vmid).get("tags"))
     if PENDING_TAG in after:

@@ -3,8 +3,10 @@
 ``/cluster/nextid`` reserves nothing, so IDs are claimed here: builds on this
 machine serialise allocation with an fcntl lock and hold a locked claim file per
 ID until they end (a crashed build's claim frees itself: its lock dies with it).
-Across machines the ID is re-checked right before Packer starts, and a create
-that fails with "already exists" moves on to the next ID (see runner).
+The claims only save a doomed attempt: safety never depends on them. Across
+machines the ID is re-checked right before Packer starts, a create that fails
+with "already exists" moves on to the next ID, and the VM's proof and lease
+(see ownership and lease) keep every run's hands off the others' builds.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from homelab_images.contract.build_spec import IdRange
+from homelab_images.contract.ownership import OwnerKey
 from homelab_images.runner.errors import RunnerError
 from homelab_images.runner.inventory import Guest
 from homelab_images.runner.proxmox import Api, ApiError, Kind, Retrier
@@ -60,10 +63,10 @@ class Claims:
         return self.directory / f"{vmid}.claim"
 
     def held(self, vmid: int) -> bool:
-        """True while a live process holds the claim; a dead one's claim is removed."""
-        path = self._path(vmid)
+        """True while a live process holds the claim. Only looks: removing a dead claim is ``prune``'s job,
+        under the directory lock, so it can never unlink a file another process has just opened to claim."""
         try:
-            fd = os.open(path, os.O_RDWR)
+            fd = os.open(self._path(vmid), os.O_RDWR)
         except FileNotFoundError:
             return False
         try:
@@ -72,12 +75,17 @@ class Claims:
             return True
         finally:
             os.close(fd)
-        path.unlink(missing_ok=True)
         return False
 
     def live(self) -> set[int]:
         ids = {int(p.stem) for p in self.directory.glob("*.claim") if p.stem.isdigit()}
         return {vmid for vmid in ids if self.held(vmid)}
+
+    def prune(self) -> None:
+        """Remove the claims of dead processes; call only inside ``locked()``, where every ``take`` happens."""
+        for path in self.directory.glob("*.claim"):
+            if path.stem.isdigit() and not self.held(int(path.stem)):
+                path.unlink(missing_ok=True)
 
     def take(self, vmid: int, owner: dict[str, str]) -> Claim:
         path = self._path(vmid)
@@ -102,6 +110,7 @@ def id_free_on_cluster(api: Api, retry: Retrier, vmid: int) -> bool:
 def allocate(
     api: Api,
     retry: Retrier,
+    key: OwnerKey,
     claims: Claims,
     id_range: IdRange,
     guests: list[Guest],
@@ -111,6 +120,7 @@ def allocate(
     """Claim the lowest ID in the range that no guest, no live local claim and nothing in ``skip`` holds."""
     used = {guest.vmid for guest in guests}
     with claims.locked():
+        claims.prune()
         claimed = claims.live()
         for vmid in range(id_range.first, id_range.last + 1):
             if vmid in used or vmid in claimed or vmid in skip:
@@ -119,8 +129,9 @@ def allocate(
                 skip.add(vmid)
                 continue
             return claims.take(vmid, owner)
-    ours = sorted(g.vmid for g in guests if g.ownership.owned and id_range.first <= g.vmid <= id_range.last)
-    foreign = sorted(g.vmid for g in guests if not g.ownership.owned and id_range.first <= g.vmid <= id_range.last)
+    in_range = [g for g in guests if id_range.first <= g.vmid <= id_range.last]
+    ours = sorted(g.vmid for g in in_range if g.proven(key))
+    foreign = sorted(g.vmid for g in in_range if not g.proven(key))
     detail = []
     if foreign:
         detail.append(f"held by VMs not built by this program: {_ids(foreign)}")

@@ -21,6 +21,7 @@ from homelab_images.contract.commands import CREATE_COMMAND, DELETE_COMMAND, UPD
 from homelab_images.contract.fingerprint_parts import ALWAYS_PRESENT, PART_NAMES
 from tests.pulumi_harness import (
     BUILD_VM_ID,
+    OWNER_KEY,
     SECRET_MARKER,
     SECRET_SIG,
     RecordingMocks,
@@ -121,6 +122,33 @@ def test_token_is_secret_everywhere(run: Any) -> None:
         assert environment["PROXMOX_VE_API_TOKEN"] == {SECRET_SIG: SECRET_MARKER, "value": TOKEN}
         assert environment["PROXMOX_VE_ENDPOINT"] == SHIPPED["proxmoxve:endpoint"]
     assert all(secret_part not in json.dumps(value) for value in run.outputs.values())
+
+
+def test_owner_key_reaches_the_build_command_only_as_a_secret(run: Any) -> None:
+    for registration in run.registrations:
+        assert not [text for text in plain_strings(registration.raw_inputs) if OWNER_KEY in text]
+    for command in run.of_type("command:local:Command"):
+        environment = command.raw_inputs["environment"]
+        assert environment["HOMELAB_IMAGES_OWNER_KEY"] == {SECRET_SIG: SECRET_MARKER, "value": OWNER_KEY}
+    assert all(OWNER_KEY not in json.dumps(value) for value in run.outputs.values())
+
+
+@pytest.mark.parametrize(
+    ("plain", "secret", "message"),
+    [
+        (None, None, r"homelab-images:ownerKey: is required .*openssl rand -hex 32"),
+        (OWNER_KEY, None, r"homelab-images:ownerKey: is stored in plain text"),
+        (None, "too-short", r"homelab-images:ownerKey: expected at least 32 random characters"),
+    ],
+)
+def test_owner_key_missing_plain_or_weak_is_a_clear_error(plain: str | None, secret: str | None, message: str) -> None:
+    config = fixture_config()
+    if plain:
+        config["homelab-images:ownerKey"] = plain
+    secrets = {"proxmoxve:apiToken": TOKEN, **({"homelab-images:ownerKey": secret} if secret else {})}
+    with pytest.raises(pulumi.RunError, match=message) as error:
+        run_program(config=config, secrets=secrets, owner_key=None)
+    assert OWNER_KEY not in str(error.value)
 
 
 def test_template_read_back_uses_the_build_result(run: Any) -> None:

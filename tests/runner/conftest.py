@@ -35,6 +35,13 @@ from homelab_images.contract.commands import (
     build_triggers,
     command_environment,
 )
+from homelab_images.contract.ownership import (
+    PENDING_TAG,
+    OwnerKey,
+    build_tags,
+    join_tags,
+    new_build_id,
+)
 from homelab_images.core.plan import plan_stack
 from homelab_images.core.stackfile import load_stack_file
 from homelab_images.runner.preflight import (
@@ -56,6 +63,7 @@ TOKEN_USER = "images@pve"
 TOKEN_NAME = "build"
 TOKEN_ID = f"{TOKEN_USER}!{TOKEN_NAME}"
 SECRET = "5ecr3t-0f-the-build-token-d41d8cd98f00"
+OWNER_KEY = "0wner-key-of-this-stack-9c1d5e7a3b24f680"
 ISO_FILE = "AlmaLinux-9.7-x86_64-boot.iso"
 COMMAND_TIMEOUT = 60
 
@@ -102,7 +110,7 @@ def pve(fakepve: Any, guest: Guest) -> Any:
     return fakepve
 
 
-COMMAND_ENV = frozenset(command_environment("", ""))
+COMMAND_ENV = frozenset(command_environment("", "", ""))
 
 
 @dataclass
@@ -170,12 +178,12 @@ class Runner:
         return {**self.shell_env(), **self.inputs().environment, **extra}
 
     def provider(self, **shell: str) -> CommandProvider:
-        return CommandProvider(self.shell_env(**shell), REPO, secrets=(SECRET,))
+        return CommandProvider(self.shell_env(**shell), REPO, secrets=(SECRET, OWNER_KEY))
 
     def inputs(self, spec: BuildSpec | None = None, **environment: str) -> CommandInputs:
         """The Command's inputs as PackerBuild declares them."""
         spec = spec or self.spec
-        env = command_environment(f"https://127.0.0.1:{self.pve.port}/", f"{TOKEN_ID}={SECRET}")
+        env = command_environment(f"https://127.0.0.1:{self.pve.port}/", f"{TOKEN_ID}={SECRET}", OWNER_KEY)
         env.update(environment)
         return CommandInputs(
             create=CREATE_COMMAND,
@@ -342,3 +350,21 @@ def next_spec(spec: BuildSpec, version: str, fingerprint_char: str) -> BuildSpec
         fingerprint_parts={**spec.fingerprint_parts, "kickstart": fingerprint_char * 64},
         packer_template=template,
     )
+
+
+def stack_tags(
+    vmid: int,
+    image: str,
+    fingerprint: str,
+    *extra: str,
+    pending: bool = False,
+    node: str = "pve1",
+    key: str = OWNER_KEY,
+) -> str:
+    """The tags a build of the stack owning ``key`` leaves on VM ``vmid`` (a crashed run, an earlier one,
+    or with another key another stack's)."""
+    tags = build_tags(image, "1.0.0", fingerprint)
+    if not pending:
+        tags.remove(PENDING_TAG)
+    tags += OwnerKey(key.encode()).identity_tags(vmid, node, new_build_id(), image, fingerprint)
+    return join_tags([*tags, *extra])

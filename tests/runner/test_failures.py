@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from homelab_images.contract.ownership import build_tags, join_tags
-from tests.runner.conftest import Run, Runner, finish, interrupt, make_vm, tags_of, vms
+from homelab_images.contract.ownership import lease_tag
+from tests.runner.conftest import Run, Runner, finish, interrupt, make_vm, stack_tags, tags_of, vms
 
 
 def wait_until_building(pve: Any, pidfile: Path, vmid: int = 9000, timeout: float = 20.0) -> int:
@@ -46,7 +46,7 @@ def test_packer_exiting_1_is_reported_with_its_error(runner: Runner, pve: Any) -
 def test_what_packer_leaves_behind_the_runner_removes(runner: Runner, pve: Any) -> None:
     run = runner.up(FAKE_PACKER_FAIL_AT="provision", FAKE_PACKER_LEAVE_VM="1").run
     assert_failed_cleanly(run, runner, pve)
-    assert "removed the unfinished build VM 9000 that Packer left behind" in run.stderr
+    assert "removed the build VM 9000 that this failed build left behind" in run.stderr
 
 
 def test_packer_killed(runner: Runner, pve: Any) -> None:
@@ -155,8 +155,8 @@ def test_id_taken_by_a_racing_build_moves_on_to_the_next_id(runner: Runner, pve:
 
 def test_leftover_of_a_crashed_build_is_removed_before_the_next_build(runner: Runner, pve: Any, root: Any) -> None:
     spec = runner.spec
-    crashed = build_tags(spec.image, spec.version, "e" * 64)
-    make_vm(root, 9000, spec.template_name, tags=join_tags(crashed))
+    crashed = stack_tags(9000, spec.image, "e" * 64, lease_tag(time.time() - 1), pending=True)
+    make_vm(root, 9000, spec.template_name, tags=crashed)
     root.nodes("pve1").qemu(9000).status.start.post()
     run = runner.up().run
     assert run.returncode == 0, run.stderr

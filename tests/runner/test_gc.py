@@ -7,18 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from homelab_images.contract.ownership import SUPERSEDED_TAG, build_tags, join_tags
-from tests.runner.conftest import REPO, SECRET, Runner, make_vm, vms
+from homelab_images.contract.ownership import SUPERSEDED_TAG, join_tags
+from tests.runner.conftest import REPO, SECRET, Runner, make_vm, stack_tags, vms
 from tests.stack_files import fixture_document, write_stack_file
 
 IMAGE = "alma9-k3s-node-amd64"
 
 
-def owned_tags(image: str, fingerprint_char: str, *extra: str, pending: bool = False) -> str:
-    tags = build_tags(image, "1.0.0", fingerprint_char * 64)
-    if not pending:
-        tags.remove("build-pending")
-    return join_tags([*tags, *extra])
+def owned_tags(vmid: int, image: str, fingerprint_char: str, *extra: str, pending: bool = False) -> str:
+    return stack_tags(vmid, image, fingerprint_char * 64, *extra, pending=pending)
 
 
 def provenance(built_at: str) -> str:
@@ -50,14 +47,16 @@ def gc(
 
 
 def cluster_with_garbage(root: Any) -> None:
-    superseded = owned_tags(IMAGE, "a", SUPERSEDED_TAG)
-    make_vm(root, 9000, "v0-oldest", superseded, provenance("2026-01-01T00:00:00Z"), template=True)
-    make_vm(root, 9001, "v1-rollback", superseded, provenance("2026-02-01T00:00:00Z"), template=True)
-    make_vm(root, 9002, "v2-current", owned_tags(IMAGE, "b"), provenance("2026-03-01T00:00:00Z"), template=True)
-    make_vm(root, 9003, "crashed-build", owned_tags(IMAGE, "c", pending=True))
-    make_vm(root, 9004, "v-protected", superseded, provenance("2025-12-01T00:00:00Z"), template=True)
+    def superseded(vmid: int) -> str:
+        return owned_tags(vmid, IMAGE, "a", SUPERSEDED_TAG)
+
+    make_vm(root, 9000, "v0-oldest", superseded(9000), provenance("2026-01-01T00:00:00Z"), template=True)
+    make_vm(root, 9001, "v1-rollback", superseded(9001), provenance("2026-02-01T00:00:00Z"), template=True)
+    make_vm(root, 9002, "v2-current", owned_tags(9002, IMAGE, "b"), provenance("2026-03-01T00:00:00Z"), template=True)
+    make_vm(root, 9003, "crashed-build", owned_tags(9003, IMAGE, "c", pending=True))
+    make_vm(root, 9004, "v-protected", superseded(9004), provenance("2025-12-01T00:00:00Z"), template=True)
     root.nodes("pve1").qemu(9004).config.put(protection=1)
-    retired_image = owned_tags("retired-image", "d", SUPERSEDED_TAG)
+    retired_image = owned_tags(9010, "retired-image", "d", SUPERSEDED_TAG)
     make_vm(root, 9010, "retired-image-v3", retired_image, provenance("2026-01-15T00:00:00Z"), template=True)
     make_vm(root, 9020, "not-ours", join_tags([SUPERSEDED_TAG, f"image-{IMAGE}"]), template=True)
 
@@ -89,7 +88,7 @@ def test_gc_dry_run_lists_and_apply_deletes_only_unused_garbage_of_ours(runner: 
 
 
 def test_gc_with_nothing_to_collect(runner: Runner, root: Any) -> None:
-    make_vm(root, 9002, "v2-current", owned_tags(IMAGE, "b"), provenance("2026-03-01T00:00:00Z"), template=True)
+    make_vm(root, 9002, "v2-current", owned_tags(9002, IMAGE, "b"), provenance("2026-03-01T00:00:00Z"), template=True)
     run = gc(runner, "--apply")
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("nothing to collect")

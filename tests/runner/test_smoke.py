@@ -9,11 +9,23 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from homelab_images.contract.ownership import PENDING_TAG, SMOKE_FAILED_TAG, SMOKE_TAG, build_tags, join_tags
+from homelab_images.contract.ownership import PENDING_TAG, SMOKE_FAILED_TAG, SMOKE_TAG, OwnerKey, build_tags
 from homelab_images.runner import smoke_checks as checks
 from homelab_images.runner.preflight import vm_privileges
 from tests.fakes.guest import Guest, done
-from tests.runner.conftest import TOKEN_ID, Run, Runner, finish, grant_build_role, interrupt, make_vm, tags_of, vms
+from tests.runner.conftest import (
+    OWNER_KEY,
+    TOKEN_ID,
+    Run,
+    Runner,
+    finish,
+    grant_build_role,
+    interrupt,
+    make_vm,
+    stack_tags,
+    tags_of,
+    vms,
+)
 from tests.runner.test_gc import gc
 
 
@@ -52,10 +64,10 @@ def test_default_build_boots_a_linked_clone_checks_it_and_records_the_result(
     assert cloned["newid"] == [str(clone)] and cloned["full"] == ["0"], "a linked clone in vmIdRange"
     (configured,) = requests_to(pve, "PUT", f"/qemu/{clone}/config")
     assert configured["ipconfig0"] == ["ip=dhcp"] and configured["ciupgrade"] == ["0"]
-    assert set(configured["tags"][0].split(";")) == {
-        *build_tags(runner.spec.image, "1.0.0", runner.spec.fingerprint),
-        SMOKE_TAG,
-    }
+    clone_tags = set(configured["tags"][0].split(";"))
+    assert {*build_tags(runner.spec.image, "1.0.0", runner.spec.fingerprint), SMOKE_TAG} <= clone_tags
+    assert OwnerKey(OWNER_KEY.encode()).owns(clone, "pve1", clone_tags), "the clone carries its own proof"
+    assert [tag for tag in clone_tags if tag.startswith("lease-")], "and a lease, like any build in progress"
     assert not {"cipassword", "sshkeys", "cicustom"} & set(configured), "the clone gets nothing secret"
     assert requests_to(pve, "PUT", f"/qemu/{clone}/resize") == [{"disk": ["scsi0"], "size": ["+4G"]}]
     assert guest.executed(clone) == [check.argv for check in checks.CHECKS], "every check ran, k3s started last"
@@ -199,10 +211,10 @@ def test_interrupted_during_the_smoke_phase_removes_clone_and_template(runner: R
 
 def test_a_leftover_clone_is_removed_before_its_template(runner: Runner, pve: Any, root: Any) -> None:
     spec = runner.spec
-    crashed = build_tags(spec.image, spec.version, "e" * 64)
-    make_vm(root, 9000, spec.template_name, tags=join_tags(crashed), template=True)
+    make_vm(root, 9000, spec.template_name, tags=stack_tags(9000, spec.image, "e" * 64, pending=True), template=True)
     root.nodes("pve1").qemu(9000).clone.post(newid=9001, full=0, name="leftover-smoke")
-    root.nodes("pve1").qemu(9001).config.put(tags=join_tags([*crashed, SMOKE_TAG]))
+    clone_tags = stack_tags(9001, spec.image, "e" * 64, SMOKE_TAG, pending=True)
+    root.nodes("pve1").qemu(9001).config.put(tags=clone_tags)
     root.nodes("pve1").qemu(9001).status.start.post()
     listed = gc(runner).stdout.splitlines()
     assert (
@@ -218,13 +230,18 @@ def test_a_leftover_clone_is_removed_before_its_template(runner: Runner, pve: An
     assert set(vms(pve)) == {run.result["vmId"]}
 
 
+def leases(vm: Any) -> list[int]:
+    return [int(tag.removeprefix("lease-")) for tag in tags_of(vm) if tag.startswith("lease-")]
+
+
 def test_a_cancel_during_the_smoke_phase_leaves_what_the_next_build_removes(
     runner: Runner, pve: Any, guest: Guest
 ) -> None:
     """pulumi up cancelled (SIGKILL) while the clone runs: nothing can clean up at once, so the clone and the
-    unpromoted template stay tagged build-pending; the next build removes both, clone first, and succeeds."""
+    unpromoted template stay tagged build-pending; once their leases expire, the next build removes both,
+    clone first, and succeeds."""
     guest.answers[checks.CLOUD_INIT.name] = {"exited": False}
-    running = runner.start_up()
+    running = runner.start_up(HOMELAB_IMAGES_LEASE_SECONDS="1")
     deadline = time.monotonic() + 30
     while not (9001 in vms(pve) and guest.executed(9001)):
         assert time.monotonic() < deadline, "the smoke phase never started"
@@ -235,6 +252,10 @@ def test_a_cancel_during_the_smoke_phase_leaves_what_the_next_build_removes(
     assert {SMOKE_TAG, PENDING_TAG} <= tags_of(vms(pve)[9001])
     assert PENDING_TAG in tags_of(vms(pve)[9000]), "the template was never promoted"
 
+    # Until then they count as another run's build in progress: wait for the leases, not for a guessed time.
+    while any(lease >= time.time() for vmid in (9000, 9001) for lease in leases(vms(pve)[vmid])):
+        assert time.monotonic() < deadline + 30, "the cancelled build's leases never expired"
+        time.sleep(0.05)
     guest.answers[checks.CLOUD_INIT.name] = guest.healthy()[checks.CLOUD_INIT.name]
     again = runner.up()
     assert again.ok, again.run.stderr
