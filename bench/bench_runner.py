@@ -93,8 +93,14 @@ def spec_for(base: BuildSpec, build: int, cafile: str) -> BuildSpec:
     source = proxmox_source(template)
     source["vm_name"] = source["template_name"] = name
     fingerprint = f"{build:064x}"
+    # No install repositories: the benchmark times the runner against fakepve, not a package mirror.
     return base.replace(
-        version=version, template_name=name, fingerprint=fingerprint, packer_template=template, ca_bundle=cafile
+        version=version,
+        template_name=name,
+        fingerprint=fingerprint,
+        packer_template=template,
+        ca_bundle=cafile,
+        install_repositories=[],
     )
 
 
