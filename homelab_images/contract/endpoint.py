@@ -7,9 +7,10 @@ from urllib.parse import urlsplit
 
 PROXMOX_API_PORT = 8006
 
-# Characters RFC 3986 never allows in a URL, plus the single quote: these URLs are written into
-# kickstart lines, where a space, quote or newline would split or end the line.
-_NOT_IN_URL = re.compile(r"[\s\x00-\x1f\x7f\"'<>\\^`{|}]")
+# RFC 3986's characters (unreserved, reserved and %), less the single quote, ``$``, the parentheses
+# and ``#``: these URLs are written into kickstart lines, where a space, quote or newline would split
+# or end the line, ``#`` starts a comment, and nothing shell-like belongs in a mirror's address.
+_URL_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?\[\]@!&*+,;=%]+")
 # user:password@ before the host: the URL is stored and rendered in plain text, so it is refused unechoed.
 _USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
 
@@ -23,8 +24,11 @@ def https_url_parts(raw: str) -> tuple[str, int]:
         raise ValueError(
             "expected an https:// URL without user:password@ (it would be stored and rendered in plain text)"
         )
-    if _NOT_IN_URL.search(raw):
-        raise ValueError(f"expected an https:// URL without spaces, quotes or control characters, got {raw!r}")
+    if not _URL_CHARACTERS.fullmatch(raw):
+        raise ValueError(
+            "expected an https:// URL without spaces, quotes or control characters "
+            f"(RFC 3986 characters only, none of $()#), got {raw!r}"
+        )
     try:
         parts = urlsplit(raw.strip())
         port = parts.port
