@@ -64,9 +64,9 @@ def runtime_config_raw() -> dict[str, Any]:
 def _api_token() -> pulumi.Output[str]:
     provider_config = pulumi.Config(PROVIDER)
     if provider_config.get(TOKEN_NAME) is None:
-        raise ConfigError([f"{TOKEN_KEY}: is required; set it with `{SET_TOKEN}`"])
+        raise ConfigError([f"{TOKEN_KEY}: is required; set it with {SET_TOKEN}"])
     if not runtime_config.is_config_secret(TOKEN_KEY):
-        raise ConfigError([f"{TOKEN_KEY}: is stored in plain text; set it again with `{SET_TOKEN}`"])
+        raise ConfigError([f"{TOKEN_KEY}: is stored in plain text; set it again with {SET_TOKEN}"])
     return provider_config.require_secret(TOKEN_NAME)
 
 

@@ -9,6 +9,9 @@ TOKEN_NAME = "apiToken"
 TOKEN_KEY = f"{PROVIDER}:{TOKEN_NAME}"
 ENDPOINT_KEY = f"{PROVIDER}:endpoint"
 INSECURE_KEY = f"{PROVIDER}:insecure"
-SET_TOKEN = f"pulumi config set --secret {TOKEN_KEY} 'user@realm!tokenid=secret'"
+# Without a value on its command line, `pulumi config set --secret` prompts for it without echo, or reads
+# a pipe (pulumi/pulumi pkg/cmd/pulumi/config: ReadConsoleNoEcho, io.ReadAll(stdin)): secrets stay out of
+# shell history and `ps`.
+SET_TOKEN = f"`pulumi config set --secret {TOKEN_KEY}` (it asks for user@realm!tokenid=secret)"
 OWNER_KEY = f"{PROJECT}:ownerKey"
-SET_OWNER_KEY = f'pulumi config set --secret {OWNER_KEY} "$(openssl rand -hex 32)"'
+SET_OWNER_KEY = f"openssl rand -hex 32 | pulumi config set --secret {OWNER_KEY}"

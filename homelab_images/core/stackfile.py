@@ -59,7 +59,7 @@ def read_stack_config(path: Path) -> dict[str, Any]:
         raise ConfigError(
             [
                 f"{TOKEN_KEY}: is stored in plain text in {path.name}; remove it from the file and set it with "
-                f"`{SET_TOKEN}`"
+                f"{SET_TOKEN}"
             ]
         )
     return config

@@ -61,7 +61,7 @@ def parse_token(raw: str) -> tuple[str, str, str]:
         raise RunnerError(
             f"{TOKEN_VAR} is not an API token of the form user@realm!tokenid=secret",
             _WHERE,
-            f"set {TOKEN_KEY} with `{SET_TOKEN}`",
+            f"set {TOKEN_KEY} with {SET_TOKEN}",
             EXIT_INVALID,
         )
     return match["user"], match["name"], match["secret"]
@@ -94,7 +94,7 @@ def read_credentials(environ: Mapping[str, str]) -> Credentials:
         raise RunnerError(
             f"{TOKEN_VAR} is not set",
             _WHERE,
-            f"set the token with `{SET_TOKEN}`",
+            f"set the token with {SET_TOKEN}",
             EXIT_INVALID,
         )
     endpoint, host, port = _endpoint(endpoint_raw)
