@@ -105,7 +105,7 @@ def test_cancel_kills_the_runner_and_its_guardian_cleans_up(runner: Runner, pve:
     """pulumi up cancelled: the engine's Cancel SIGKILLs the command; nothing of the build survives."""
     pidfile = runner.root / "packer.pid"
     running = runner.start_up(FAKE_PACKER_HANG="1", FAKE_PACKER_PIDFILE=str(pidfile))
-    packer = wait_until_building(pve, pidfile)
+    packer = wait_until_building(runner, pidfile)
     assert private_keys(runner.tmp), "the build's key is on disk while Packer runs"
     running.cancel()
     cancelled = running.finish()
@@ -129,7 +129,7 @@ def test_cancel_kills_the_runner_and_its_guardian_cleans_up(runner: Runner, pve:
 def test_hang_up_interrupts_packer_and_cleans_up(runner: Runner, pve: Any) -> None:
     pidfile = runner.root / "packer.pid"
     running = runner.start_up(FAKE_PACKER_HANG="1", FAKE_PACKER_PIDFILE=str(pidfile))
-    wait_until_building(pve, pidfile)
+    wait_until_building(runner, pidfile)
     interrupt(running, signal.SIGHUP)
     run = running.finish()
     assert run.returncode == 128 + signal.SIGHUP

@@ -11,15 +11,20 @@ from typing import Any
 import pytest
 
 from homelab_images.contract.ownership import lease_tag
+from homelab_images.runner.build_log import RAW_OUTPUT_FILE
 from tests.runner.conftest import Run, Runner, finish, interrupt, make_vm, stack_tags, tags_of, vms
 
 
-def wait_until_building(pve: Any, pidfile: Path, vmid: int = 9000, timeout: float = 20.0) -> int:
+def waiting_for_ssh(tmp: Path) -> bool:
+    """The stand-in Packer has said so in its output (the build directory's raw log)."""
+    return any("Waiting for SSH" in raw.read_text() for raw in tmp.glob(f"*/{RAW_OUTPUT_FILE}"))
+
+
+def wait_until_building(runner: Runner, pidfile: Path, vmid: int = 9000, timeout: float = 20.0) -> int:
     """Until the stand-in Packer has created its VM and hangs 'waiting for SSH'."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if pidfile.exists() and pidfile.read_text() and vmid in vms(pve):
-            time.sleep(0.2)
+        if pidfile.exists() and pidfile.read_text() and vmid in vms(runner.pve) and waiting_for_ssh(runner.tmp):
             return int(pidfile.read_text())
         time.sleep(0.05)
     raise AssertionError("the build never started")
@@ -52,7 +57,7 @@ def test_what_packer_leaves_behind_the_runner_removes(runner: Runner, pve: Any) 
 def test_packer_killed(runner: Runner, pve: Any) -> None:
     pidfile = runner.root / "packer.pid"
     process = runner.start_create(FAKE_PACKER_HANG="1", FAKE_PACKER_PIDFILE=str(pidfile))
-    os.kill(wait_until_building(pve, pidfile), signal.SIGKILL)
+    os.kill(wait_until_building(runner, pidfile), signal.SIGKILL)
     error = assert_failed_cleanly(finish(process), runner, pve)
     assert error.startswith("error: Packer was killed (signal 9), VM 9000 on node pve1")
 
@@ -66,7 +71,7 @@ def test_interrupted_build_is_forwarded_to_packer_and_cleaned_up(
     if not packer_cleans_up:
         env["FAKE_PACKER_LEAVE_VM"] = "1"
     process = runner.start_create(None, **env)
-    wait_until_building(pve, pidfile)
+    wait_until_building(runner, pidfile)
     interrupt(process, signum)
     run = finish(process)
     # The shell execs the runner, so the exit status is the runner's own.
