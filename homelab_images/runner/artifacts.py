@@ -10,7 +10,6 @@ Superseded files kept for rollback carry a ``SUPERSEDED`` marker.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from homelab_images.contract.artifact import (
 )
 from homelab_images.contract.records import RecordError
 from homelab_images.runner.console import Console
+from homelab_images.runner.guardian import process_alive
 
 CHUNK = 1024 * 1024
 WORK_PREFIX = ".building-"
@@ -82,23 +82,13 @@ def stored_artifacts(image_dir: Path, image: str) -> list[StoredArtifact]:
     return sorted(found, key=lambda artifact: (artifact.manifest.built_at, artifact.directory.name), reverse=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_work(image_dir: Path, console: Console) -> None:
     """Unfinished build directories whose build process is gone (killed without a chance to clean up)."""
     if not image_dir.is_dir():
         return
     for directory in image_dir.glob(WORK_PREFIX + "*"):
         pid = directory.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             console.stage(f"removing the leftover of an interrupted build: {directory}")
             shutil.rmtree(directory, ignore_errors=True)
 

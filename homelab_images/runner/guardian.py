@@ -148,7 +148,8 @@ def record_owners(directory: Path, guardian: Guardian) -> None:
     (directory / OWNERS_FILE).write_text(f"{os.getpid()} {guardian.pid}\n", encoding="ascii")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (one of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -170,6 +171,6 @@ def stale_build_directories(parent: Path) -> list[Path]:
             pids = [int(word) for word in (directory / OWNERS_FILE).read_text(encoding="ascii").split()]
         except (OSError, ValueError):
             continue
-        if pids and not any(_alive(pid) for pid in pids):
+        if pids and not any(process_alive(pid) for pid in pids):
             stale.append(directory)
     return stale
