@@ -23,8 +23,9 @@ provider = proxmoxve.Provider(
 )
 provider_opts = pulumi.ResourceOptions(provider=provider)
 
-# One download per ISO file and node, however many images boot from it.
-iso_sources = {plan.image.iso.file_name: plan.image.iso for plan in settings.plans}
+# One download per ISO file and node, however many images boot from it; an imported image boots from none.
+installed = [plan for plan in settings.plans if plan.image.import_from is None]
+iso_sources = {plan.image.iso.file_name: plan.image.iso for plan in installed}
 isos = {
     (file_name, node): IsoFile(
         f"iso-{file_name}" if node == config.proxmox.node else f"iso-{file_name}-{node}",
@@ -40,7 +41,9 @@ images = {
         plan.name,
         GoldenImageArgs(
             plan=plan,
-            isos={node: isos[(plan.image.iso.file_name, node)] for node in config.proxmox.template_nodes},
+            isos={node: isos[(plan.image.iso.file_name, node)] for node in config.proxmox.template_nodes}
+            if plan.image.import_from is None
+            else {},
             endpoint=config.endpoint,
             api_token=settings.api_token,
             owner_key=settings.owner_key,

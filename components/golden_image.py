@@ -31,7 +31,7 @@ OUTPUTS_SCHEMA_VERSION = 1
 class GoldenImageArgs:
     plan: ImagePlan
     isos: Mapping[str, IsoFile]
-    """The installer ISO on each node that builds the image."""
+    """The installer ISO on each node that builds the image; none when its template is imported (importFrom)."""
     endpoint: str
     api_token: pulumi.Output[str]
     owner_key: pulumi.Output[str]
@@ -104,7 +104,7 @@ class GoldenImage(pulumi.ComponentResource):
             PackerBuildArgs(
                 spec=plan.build_spec, endpoint=args.endpoint, api_token=args.api_token, owner_key=args.owner_key
             ),
-            pulumi.ResourceOptions(parent=self, depends_on=[args.isos[node]]),
+            pulumi.ResourceOptions(parent=self, depends_on=[args.isos[node]] if node in args.isos else []),
         )
         template = ProxmoxTemplate(
             f"{name}-template",

@@ -26,6 +26,22 @@ class IdRange(Record):
         return self
 
 
+class ImportSource(Record):
+    """A qcow2 built by the qemu target elsewhere: the template is imported from it instead of installed."""
+
+    url: str
+    sha256: str
+    file_name: str
+    """Its name on the storage (content ``import``); it carries the checksum, so one name is one content."""
+    firmware: str
+    machine: str
+    cpu_type: str
+    cores: int = Field(ge=1)
+    memory_mib: int = Field(ge=1)
+    disk_bus: str
+    scsi_controller: str
+
+
 class BuildSpec(Record):
     image: str
     version: str
@@ -53,3 +69,5 @@ class BuildSpec(Record):
     smoke_test: bool = True
     smoke_timeout_minutes: int = Field(default=15, ge=1)
     keep_failed_templates: bool = False
+    # Set: the template is imported from this file instead of built by Packer.
+    import_from: ImportSource | None = None

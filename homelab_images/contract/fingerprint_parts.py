@@ -11,6 +11,8 @@ TARGET_PART_NAMES = {
     "proxmox-iso": ("packer", "plugin"),
     "qemu": ("builder", "plugin", "firmware", "format"),
 }
+# An imported template's own part: the sha256 of the qcow2 it is imported from.
+ARTIFACT_PART = "artifact"
 # The proxmox-iso build's parts, which are also its triggers; freshness only with rebuildEvery.
 PART_NAMES = SHARED_PART_NAMES + TARGET_PART_NAMES["proxmox-iso"]
 ALWAYS_PRESENT = tuple(name for name in PART_NAMES if name != FRESHNESS_PART)

@@ -331,6 +331,29 @@ class IsoSource(Model):
         return self
 
 
+# pve-storage src/PVE/Storage.pm (9.1.7, 0c56bad8): SAFE_CHAR_CLASS_RE and UPLOAD_IMPORT_EXT_RE_1, the names
+# download-url accepts for content import; decompression is refused for anything but an ISO, so the file is
+# the qcow2 itself (its clusters may be compressed inside), never a .qcow2.gz.
+QCOW2_FILE = re.compile(r"^[-_.a-zA-Z0-9]+\.qcow2$")
+
+
+class ImportSource(Model):
+    url: Annotated[str, AfterValidator(_https_url)] = Field(
+        description="Where Proxmox downloads the qcow2 built by the qemu target (https, a .qcow2 file)."
+    )
+    sha256: Sha256 = Field(description="Checksum of the qcow2 (the artifact's sha256), verified by Proxmox.")
+
+    @property
+    def file_name(self) -> str:
+        return urlsplit(self.url).path.rsplit("/", 1)[-1]
+
+    @model_validator(mode="after")
+    def _is_qcow2(self) -> ImportSource:
+        if not QCOW2_FILE.fullmatch(self.file_name):
+            raise ValueError(f"url must name a .qcow2 file (letters, digits, -_.), got {self.url!r}")
+        return self
+
+
 class K3sSettings(Model):
     version: K3sRelease = Field(description="k3s release installed in the image.")
     binary_sha256: Sha256 = Field(description="sha256 of the amd64 k3s binary (sha256sum-amd64.txt).")
@@ -401,6 +424,10 @@ class Image(Model):
         min_length=1,
         description="Where the image is built: proxmox-iso (a template on Proxmox), qemu (a qcow2 file).",
     )
+    import_from: ImportSource | None = Field(
+        default=None,
+        description="Make the Proxmox template by importing this qcow2 (PVE 8.4+) instead of installing it.",
+    )
 
     @property
     def template_name(self) -> str:
@@ -433,6 +460,12 @@ class Image(Model):
                 f"hardware.diskGiB ({self.hardware.disk_gib}) is too small for the partitions "
                 f"(EFI + /boot + rootMinGiB need {-(-needed_mib // 1024)} GiB)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _imports_or_builds(self) -> Image:
+        if self.import_from is not None and "qemu" in self.targets:
+            raise ValueError("importFrom makes the template from a qcow2 built elsewhere: drop qemu from targets")
         return self
 
     @model_validator(mode="after")

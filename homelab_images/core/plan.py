@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from homelab_images.contract.artifact import ArtifactHardware, ArtifactSpec
-from homelab_images.contract.build_spec import BuildSpec, IdRange
-from homelab_images.contract.fingerprint_parts import SHARED_PART_NAMES
+from homelab_images.contract.build_spec import BuildSpec, IdRange, ImportSource
+from homelab_images.contract.fingerprint_parts import ARTIFACT_PART, SHARED_PART_NAMES
 from homelab_images.contract.ownership import build_tags, packer_tags
 from homelab_images.contract.packer_files import (
     VAR_DESCRIPTION,
@@ -37,6 +37,7 @@ from homelab_images.core.kickstart import (
 )
 from homelab_images.core.packer_template import (
     PROVISIONING_SCRIPTS,
+    SCSI_CONTROLLER,
     build_affecting_parts,
     iso_volume,
     render_packer_template,
@@ -129,6 +130,23 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
         config.build.packer_plugin_version,
         now,
     )
+    import_from = None
+    if image.import_from is not None:
+        # A new qcow2 is a new template; the other parts still say what the file was built from.
+        parts = {**parts, ARTIFACT_PART: image.import_from.sha256}
+        hardware = image.hardware
+        import_from = ImportSource(
+            url=image.import_from.url,
+            sha256=image.import_from.sha256,
+            file_name=f"{image.template_name}-{image.import_from.sha256[:12]}.qcow2",
+            firmware=hardware.firmware,
+            machine=hardware.machine,
+            cpu_type=hardware.cpu_type,
+            cores=hardware.cores,
+            memory_mib=hardware.memory_mib,
+            disk_bus=hardware.disk_bus,
+            scsi_controller=SCSI_CONTROLLER,
+        )
     spec = BuildSpec(
         image=image.name,
         version=image.version,
@@ -154,6 +172,7 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
         smoke_test=config.build.smoke_test,
         smoke_timeout_minutes=config.build.smoke_timeout_minutes,
         keep_failed_templates=config.build.keep_failed_templates,
+        import_from=import_from,
     )
     qemu = None
     if "qemu" in image.targets:

@@ -1,4 +1,4 @@
-"""create: preflight, leftovers, VM ID, Packer, verification, result — in that order.
+"""create: preflight, leftovers, VM ID, Packer (or the import of a qcow2), verification, result — in that order.
 
 Kept apart from update and delete: it pulls in Packer's side (the template
 renderer's constants, key generation), which they never need.
@@ -17,6 +17,7 @@ from homelab_images.contract.ownership import Ownership, build_tags, lease_tag, 
 from homelab_images.contract.proxmox_plugin import CD_CLEANUP_PRIVILEGE
 from homelab_images.contract.result import BuildResult
 from homelab_images.runner import preflight, provenance
+from homelab_images.runner.artifact_import import fetch_to_storage, import_once
 from homelab_images.runner.build_log import debug_log_requested
 from homelab_images.runner.console import Console
 from homelab_images.runner.env import Credentials
@@ -45,16 +46,12 @@ from homelab_images.runner.retire import Outcome, remove_owned, retained_templat
 from homelab_images.runner.runner import Context
 from homelab_images.runner.smoke import Smoke, SmokeRun, SmokeTestFailed, keep_for_inspection, record_passed
 from homelab_images.runner.verify import mark_finished, verify_template
-from homelab_images.runner.vmids import Claims, allocate, id_free_on_cluster
+from homelab_images.runner.vmids import Claims, IdTaken, allocate, id_free_on_cluster
 
 # A VM ID lost to a racing build is retried with the next free one, this many times in all.
 ID_ATTEMPTS = 3
 FAILURE_TAIL_LINES = 30
 ID_TAKEN = re.compile(r"VM \d+ already exists|already exists on node", re.I)
-
-
-class IdTaken(Exception):
-    """Packer's create failed because another VM took the ID first."""
 
 
 class LeftForInspection(RunnerError):
@@ -333,7 +330,8 @@ def create(ctx: Context) -> BuildResult:
     remove_stale_build_directories(console)
     console.stage(f"preflight: {ctx.creds.endpoint} as {ctx.creds.token_id}, node {spec.node}")
     major = preflight.preflight(api, retry, spec, ctx.creds)
-    check_install_sources(spec, console.warn)
+    if spec.import_from is None:
+        check_install_sources(spec, console.warn)
     claims = Claims(ctx.tuning.state_dir, ctx.creds.endpoint)
     guests = list_guests(api, retry, "cluster resources")
     check_name_free(ctx, guests)
@@ -342,8 +340,11 @@ def create(ctx: Context) -> BuildResult:
     built_at = provenance.utc_now()
     commit = provenance.source_commit(ctx.cwd)
     description = provenance.describe(spec, built_at, commit)
-    console.stage(f"Packer {check_packer_version(find_packer(ctx.environ), ctx.environ)}")
     deadline = time.monotonic() + timeout_seconds(ctx)
+    if spec.import_from is None:
+        console.stage(f"Packer {check_packer_version(find_packer(ctx.environ), ctx.environ)}")
+    else:
+        fetch_to_storage(ctx, spec.import_from, timeout_seconds(ctx))
     skip: set[int] = set()
     packer_seconds = 0.0
     owner = {"image": spec.image, "fingerprint": spec.fingerprint}
@@ -362,7 +363,10 @@ def create(ctx: Context) -> BuildResult:
                 )
             console.stage(f"allocated VM ID {vmid} (preflight and allocation took {time.monotonic() - started:.1f}s)")
             try:
-                artifact, seconds = build_once(ctx, vmid, build_id, description, tags, deadline)
+                if spec.import_from is None:
+                    artifact, seconds = build_once(ctx, vmid, build_id, description, tags, deadline)
+                else:
+                    artifact, seconds = import_once(ctx, spec.import_from, vmid, build_id, description, tags, deadline)
             except IdTaken:
                 console.note(f"VM ID {vmid} was taken by another VM first; trying the next free ID")
                 skip.add(vmid)

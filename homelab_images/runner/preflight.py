@@ -185,7 +185,8 @@ def check_storages(api: Api, retry: Retrier, spec: BuildSpec) -> None:
     wanted = {
         spec.vm_storage: ("images", "homelab-images:proxmox.vmStorage"),
         cloud_init_storage(spec): ("images", "homelab-images:proxmox.cloudInitStorage"),
-        spec.iso_storage: ("iso", "homelab-images:proxmox.isoStorage"),
+        # An imported template's qcow2 goes to the ISO storage, with content type import (PVE 8.4+).
+        spec.iso_storage: ("iso" if spec.import_from is None else "import", "homelab-images:proxmox.isoStorage"),
     }
     for name, (content, key) in wanted.items():
         storage = storages.get(name)
@@ -241,5 +242,6 @@ def preflight(api: Api, retry: Retrier, spec: BuildSpec, creds: Credentials) -> 
     check_node(api, retry, spec, creds)
     check_storages(api, retry, spec)
     check_bridge(api, retry, spec)
-    check_iso(api, retry, spec)
+    if spec.import_from is None:
+        check_iso(api, retry, spec)
     return major

@@ -96,6 +96,10 @@ class Claims:
         return Claim(vmid, path, fd)
 
 
+class IdTaken(Exception):
+    """Creating the VM failed because another VM took the ID first."""
+
+
 def id_free_on_cluster(api: Api, retry: Retrier, vmid: int) -> bool:
     """Asks Proxmox itself: it sees guests the token cannot audit, containers included."""
     try:

@@ -314,3 +314,27 @@ def test_the_smoke_test_result_and_settings_pass_through() -> None:
     off = run_program(config=config, secrets={"proxmoxve:apiToken": TOKEN})
     (template,) = off.outputs["templates"].values()
     assert template["smoke"] is None
+
+
+ARTIFACT_SHA256 = "ab" * 32
+
+
+def test_an_imported_image_downloads_no_iso_and_its_build_imports_the_qcow2() -> None:
+    config = copy.deepcopy(SHIPPED)
+    image = config["homelab-images:images"][0]
+    image["importFrom"] = {"url": "https://files.example.org/alma9-k3s.qcow2", "sha256": ARTIFACT_SHA256}
+    # The qcow2 is content of its own, which the shipped version lock does not record.
+    config["homelab-images:build"]["strictVersioning"] = False
+    imported = run_program(config=config, secrets={"proxmoxve:apiToken": TOKEN})
+    downloads = [r.inputs["url"] for r in imported.of_type("proxmoxve:download/file:File")]
+    assert image["iso"]["url"] not in downloads or any(
+        other["iso"]["url"] == image["iso"]["url"] for other in config["homelab-images:images"][1:]
+    ), "an image imported from a qcow2 boots no installer ISO"
+    build = _build_of(imported, image["name"])
+    spec = json.loads(build.inputs["stdin"])
+    assert spec["import_from"]["url"] == image["importFrom"]["url"]
+    assert spec["import_from"]["sha256"] == ARTIFACT_SHA256
+    assert spec["fingerprint_parts"]["artifact"] == ARTIFACT_SHA256, "a new qcow2 replaces the template"
+    assert build.inputs["create"] == CREATE_COMMAND, "the same runner, outputs and retirement as a built template"
+    built = _build_of(run_program(config=SHIPPED, secrets={"proxmoxve:apiToken": TOKEN}), image["name"])
+    assert json.loads(built.inputs["stdin"]).get("import_from") is None

@@ -226,6 +226,33 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         "proxmoxve:endpoint",
         "user:password@",
     ),
+    (
+        "import-from-not-a-qcow2",
+        _set(f"{IMG}.importFrom", {"url": "https://files.example.org/a.qcow2.gz", "sha256": "ab" * 32}),
+        "images[0].importFrom",
+        ".qcow2 file",
+    ),
+    (
+        "import-from-plain-http",
+        _set(f"{IMG}.importFrom", {"url": "http://files.example.org/a.qcow2", "sha256": "ab" * 32}),
+        "images[0].importFrom.url",
+        "https://",
+    ),
+    (
+        "import-from-short-sha256",
+        _set(f"{IMG}.importFrom", {"url": "https://files.example.org/a.qcow2", "sha256": "abc"}),
+        "images[0].importFrom.sha256",
+        "64 lowercase hex",
+    ),
+    (
+        "import-from-and-qemu-target",
+        lambda c: (
+            _set(f"{IMG}.importFrom", {"url": "https://files.example.org/a.qcow2", "sha256": "ab" * 32})(c),
+            _set(f"{IMG}.targets", ["proxmox-iso", "qemu"])(c),
+        ),
+        "images[0]",
+        "drop qemu from targets",
+    ),
     ("endpoint-trailing-newline", _set("proxmoxve:endpoint", "https://pve1:8006/\n"), "proxmoxve:endpoint", "control"),
     (
         "mirror-is-a-repo",
