@@ -185,3 +185,16 @@ def test_the_lease_is_renewed_while_packer_runs_and_dropped_when_finished(
     run = finish(process)
     assert run.returncode == 0, run.stderr
     assert not [tag for tag in tags_of(vms(pve)[9000]) if tag.startswith("lease-")], "a finished template has none"
+
+
+def test_losing_a_vm_id_race_to_another_run_of_this_stack_leaves_the_winners_build_alone(
+    runner: Runner, pve: Any
+) -> None:
+    spec = runner.spec.replace(smoke_test=False)
+    # The winner: another run of this very stack, same image and fingerprint, its own build ID and a live lease.
+    winner = stack_tags(9000, spec.image, spec.fingerprint, f"lease-{int(time.time()) + 600}", pending=True)
+    run = runner.create(spec, FAKE_PACKER_RACE=str(runner.root / "raced"), FAKE_PACKER_RACE_TAGS=winner)
+    assert run.returncode == 0, run.stderr
+    assert run.result["vmId"] == 9001
+    assert "VM ID 9000 was taken by another VM first" in run.stderr
+    assert 9000 in vms(pve) and tags_of(vms(pve)[9000]) == set(winner.split(";")), "the winner's build is untouched"
