@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -320,7 +320,9 @@ def run_packer(
             if stage and now - last_news > HEARTBEAT_SECONDS:
                 console.still(stage)
                 last_news = now
-            time.sleep(POLL_SECONDS)
+            # Returns as soon as Packer exits, so a finished build is not held up by the poll interval.
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(POLL_SECONDS)
     result.exit_code = process.returncode
     result.seconds = time.monotonic() - started
     return result
