@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from functools import cache
 from pathlib import Path
 
@@ -21,6 +22,22 @@ class KickstartInvalid(Exception):
     """The rendered kickstart is rejected; the message says where and why."""
 
 
+def kickstart_word(value: object) -> str:
+    """``value`` as exactly one argument of a kickstart command line.
+
+    Anaconda splits each command line with ``shlex.split`` (pykickstart 3.78,
+    pykickstart/parser.py, ``KickstartParser._stateMachine``), so ``shlex.quote``
+    keeps a value with a space, quote or leading ``--`` one word instead of new
+    options. The parser reads the file line by line before splitting: no
+    quoting survives a line break, so control characters are refused outright.
+    The config model already rejects such values; this holds even if it did not.
+    """
+    text = str(value)
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
+        raise KickstartInvalid(f"a value for the kickstart contains a control character: {text!r}")
+    return shlex.quote(text)
+
+
 @cache
 def inspect_kickstart(text: str) -> KickstartReport:
     """What Anaconda's parser says about ``text``, computed once per distinct text in a process."""
@@ -29,12 +46,14 @@ def inspect_kickstart(text: str) -> KickstartReport:
 
 @cache
 def _environment(directory: Path) -> jinja2.Environment:
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(directory),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
+    environment.filters["ks_word"] = kickstart_word
+    return environment
 
 
 def render_kickstart(

@@ -15,7 +15,7 @@ from pykickstart.version import RHEL9, makeVersion
 from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER, KickstartInvalid, render_kickstart, validate_kickstart
 from homelab_images.core.plan import plan_stack
 from homelab_images.core.stackfile import load_stack_file
-from tests.pulumi_harness import SHIPPED_STACK_FILE
+from tests.pulumi_harness import FIXTURE_KICKSTART_DIR, SHIPPED_STACK_FILE
 from tests.rendering import FIXED_NOW, needs_shellcheck, plan_for, shellcheck_problems
 from tests.stack_files import image
 
@@ -182,3 +182,35 @@ def test_your_kickstart_and_scripts_pass_shellcheck(tmp_path: Path) -> None:
     scripts = {**plan.scripts, **{f"post-{i}.sh": "#!/bin/bash\n" + body for i, body in enumerate(bodies)}}
     problems = shellcheck_problems(tmp_path, scripts)
     assert not problems, "\n".join(problems)
+
+
+# Values that got past the config model (a future key, a loosened pattern) still can't add options or lines.
+SMUGGLED = {
+    "option": " --noverifyssl --proxy=http://evil.lan",
+    "double-quote": '" --noverifyssl "',
+    "single-quote": "' --noverifyssl '",
+    "substitution": "$(reboot)`reboot`",
+}
+
+
+@pytest.mark.parametrize("suffix", SMUGGLED.values(), ids=SMUGGLED.keys())
+def test_every_command_line_value_stays_one_argument(suffix: str) -> None:
+    valid = plan_for().image
+    mirror = f"{valid.install_mirror}{suffix}"
+    hostile = valid.model_copy(
+        update={"install_mirror": mirror, "lang": f"en_US.UTF-8{suffix}", "keyboard": f"us{suffix}"}
+    )
+    handler = _parsed(render_kickstart(hostile, template_dir=FIXTURE_KICKSTART_DIR))
+    assert handler.url.url == f"{mirror}/BaseOS/x86_64/os/"
+    assert not handler.url.noverifyssl and not handler.url.proxy
+    assert [r.baseurl for r in handler.repo.repoList] == [f"{mirror}/AppStream/x86_64/os/"]
+    assert handler.lang.lang == f"en_US.UTF-8{suffix}"
+    assert handler.keyboard.vc_keymap == f"us{suffix}"
+
+
+@pytest.mark.parametrize("key", ["install_mirror", "lang", "keyboard", "timezone"])
+def test_a_line_break_in_a_value_is_refused_not_rendered(key: str) -> None:
+    valid = plan_for().image
+    hostile = valid.model_copy(update={key: f"{getattr(valid, key)}\n%post\nreboot\n%end"})
+    with pytest.raises(KickstartInvalid, match="control character"):
+        render_kickstart(hostile, template_dir=FIXTURE_KICKSTART_DIR)
