@@ -153,7 +153,7 @@ class Runner:
             "HOMELAB_IMAGES_PYTHON": sys.executable,
             "HOMELAB_IMAGES_STATE_DIR": str(self.root / "state"),
             "HOMELAB_IMAGES_LOG_DIR": str(self.log_dir),
-            "HOMELAB_IMAGES_RETRY_BASE_SECONDS": "0.05",
+            "HOMELAB_IMAGES_RETRY_BASE_SECONDS": "0.01",
             "HOMELAB_IMAGES_KILL_GRACE_SECONDS": "5",
             "FAKE_PACKER_RECORD": str(self.record_file),
         }
