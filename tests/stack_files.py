@@ -15,6 +15,31 @@ from tests.pulumi_harness import FIXTURE_KICKSTART_DIR, FIXTURE_STACK_FILE
 Mutation = Callable[[dict[str, Any]], None]
 
 
+DELETE = object()
+"""Pass as the value to ``set_key`` to remove the key instead."""
+
+
+def set_key(path: str, value: Any) -> Mutation:
+    """A mutation that sets ``key/dotted.path`` inside the config; a number indexes a list, e.g.
+    ``homelab-images:images/0.k3s.version``."""
+
+    def mutate(config: dict[str, Any]) -> None:
+        key, _, rest = path.partition("/")
+        target: Any = config
+        parts = [key, *rest.split(".")] if rest else [key]
+        for part in parts[:-1]:
+            target = target[int(part)] if isinstance(target, list) else target.setdefault(part, {})
+        last = parts[-1]
+        if value is DELETE:
+            del target[last]
+        elif isinstance(target, list):
+            target[int(last)] = value
+        else:
+            target[last] = value
+
+    return mutate
+
+
 def fixture_document() -> dict[str, Any]:
     """The frozen copy of the shipped stack file (tests/fixtures)."""
     return dict(yaml.safe_load(FIXTURE_STACK_FILE.read_text(encoding="utf-8")))

@@ -18,7 +18,7 @@ from homelab_images.core.config import ConfigError, load_config
 from homelab_images.core.plan import plan_stack
 from homelab_images.core.stackfile import load_stack_file
 from tests.pulumi_harness import FIXTURE_STACK_FILE, ROOT, SHIPPED_STACK_FILE, RecordingMocks, run_program
-from tests.stack_files import fixture_document, image, mutated_config, write_stack_file
+from tests.stack_files import DELETE, fixture_document, image, mutated_config, set_key, write_stack_file
 
 SENTINEL_TOKEN = "images@pve!build=sentinel-0b5e-secret"
 
@@ -38,27 +38,6 @@ def test_the_frozen_fixture_is_the_shipped_example() -> None:
     assert fixture.proxmox.vm_id_range.first == 9000
 
 
-def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
-    """Set a dotted path inside the config; '[0]' indexes the image list."""
-
-    def mutate(config: dict[str, Any]) -> None:
-        key, _, rest = path.partition("/")
-        target: Any = config
-        parts = [key, *rest.split(".")] if rest else [key]
-        for part in parts[:-1]:
-            target = target[int(part)] if isinstance(target, list) else target.setdefault(part, {})
-        last = parts[-1]
-        if value is _DELETE:
-            del target[last]
-        elif isinstance(target, list):
-            target[int(last)] = value
-        else:
-            target[last] = value
-
-    return mutate
-
-
-_DELETE = object()
 IMG = "homelab-images:images/0"
 
 
@@ -75,188 +54,203 @@ def _second_image_other_iso_same_file(config: dict[str, Any]) -> None:
 
 # (case id, mutation, dotted key expected in the message, words expected)
 BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
-    ("missing-endpoint", _set("proxmoxve:endpoint", _DELETE), "proxmoxve:endpoint", "required"),
-    ("http-endpoint", _set("proxmoxve:endpoint", "http://pve1:8006/"), "proxmoxve:endpoint", "https://"),
-    ("endpoint-not-url", _set("proxmoxve:endpoint", "pve1:8006"), "proxmoxve:endpoint", "https://"),
-    ("insecure-not-bool", _set("proxmoxve:insecure", "maybe"), "proxmoxve:insecure", "true or false"),
-    ("unknown-provider-key", _set("proxmoxve:username", "root@pam"), "proxmoxve:username", "is not used"),
-    ("missing-proxmox", _set("homelab-images:proxmox", _DELETE), "homelab-images:proxmox", "required"),
-    ("missing-node", _set("homelab-images:proxmox/node", _DELETE), "homelab-images:proxmox.node", "required"),
+    ("missing-endpoint", set_key("proxmoxve:endpoint", DELETE), "proxmoxve:endpoint", "required"),
+    ("http-endpoint", set_key("proxmoxve:endpoint", "http://pve1:8006/"), "proxmoxve:endpoint", "https://"),
+    ("endpoint-not-url", set_key("proxmoxve:endpoint", "pve1:8006"), "proxmoxve:endpoint", "https://"),
+    ("insecure-not-bool", set_key("proxmoxve:insecure", "maybe"), "proxmoxve:insecure", "true or false"),
+    ("unknown-provider-key", set_key("proxmoxve:username", "root@pam"), "proxmoxve:username", "is not used"),
+    ("missing-proxmox", set_key("homelab-images:proxmox", DELETE), "homelab-images:proxmox", "required"),
+    ("missing-node", set_key("homelab-images:proxmox/node", DELETE), "homelab-images:proxmox.node", "required"),
     (
         "typo-key",
-        _set("homelab-images:proxmox/vmStorge", "local-lvm"),
+        set_key("homelab-images:proxmox/vmStorge", "local-lvm"),
         "homelab-images:proxmox.vmStorge",
         "not a known",
     ),
-    ("unknown-namespace-key", _set("homelab-images:imgs", []), "homelab-images:imgs", "not a known setting"),
-    ("bad-bridge", _set("homelab-images:proxmox/bridge", "vmbr 0"), "homelab-images:proxmox.bridge", "bridge name"),
+    ("unknown-namespace-key", set_key("homelab-images:imgs", []), "homelab-images:imgs", "not a known setting"),
+    ("bad-bridge", set_key("homelab-images:proxmox/bridge", "vmbr 0"), "homelab-images:proxmox.bridge", "bridge name"),
     (
         "vmid-too-low",
-        _set("homelab-images:proxmox/vmIdRange.first", 50),
+        set_key("homelab-images:proxmox/vmIdRange.first", 50),
         "vmIdRange.first",
         "expected at least 100, got 50",
     ),
     (
         "vmid-too-high",
-        _set("homelab-images:proxmox/vmIdRange.last", 1_000_000_000),
+        set_key("homelab-images:proxmox/vmIdRange.last", 1_000_000_000),
         "vmIdRange.last",
         "expected at most 999999999, got 1000000000",
     ),
-    ("vmid-inverted", _set("homelab-images:proxmox/vmIdRange.last", 8000), "vmIdRange", "must not be below first"),
+    ("vmid-inverted", set_key("homelab-images:proxmox/vmIdRange.last", 8000), "vmIdRange", "must not be below first"),
     (
         "vmid-string",
-        _set("homelab-images:proxmox/vmIdRange.first", "9000"),
+        set_key("homelab-images:proxmox/vmIdRange.first", "9000"),
         "vmIdRange.first",
         "expected a whole number, got the text '9000'",
     ),
-    ("node-empty", _set("homelab-images:proxmox/node", None), "homelab-images:proxmox.node", "got an empty value"),
+    ("node-empty", set_key("homelab-images:proxmox/node", None), "homelab-images:proxmox.node", "got an empty value"),
     (
         "range-too-small",
-        _set("homelab-images:proxmox/vmIdRange.last", 9001),
+        set_key("homelab-images:proxmox/vmIdRange.last", 9001),
         "homelab-images:proxmox.vmIdRange",
         "need at least",
     ),
     (
         "empty-images",
-        _set("homelab-images:images", []),
+        set_key("homelab-images:images", []),
         "homelab-images:images",
         "expected at least 1 item(s), got none",
     ),
-    ("images-not-list", _set("homelab-images:images", {"name": "x"}), "homelab-images:images", "expected a list"),
+    ("images-not-list", set_key("homelab-images:images", {"name": "x"}), "homelab-images:images", "expected a list"),
     ("duplicate-names", _dup_image, "homelab-images:images[1].name", "used twice"),
-    ("bad-name-upper", _set(f"{IMG}.name", "Alma9"), "images[0].name", "lowercase"),
-    ("bad-name-underscore", _set(f"{IMG}.name", "alma_9"), "images[0].name", "lowercase"),
-    ("name-too-long", _set(f"{IMG}.name", "a" * 45), "images[0].name", "1-40 characters"),
-    ("semver-invalid", _set(f"{IMG}.version", "1.0"), "images[0].version", "semantic version"),
-    ("semver-float", _set(f"{IMG}.version", 1.1), "images[0].version", "quote"),
-    ("semver-leading-v", _set(f"{IMG}.version", "v1.0.0"), "images[0].version", "semantic version"),
-    ("sha-short", _set(f"{IMG}.iso.sha256", "abc123"), "images[0].iso.sha256", "64 lowercase hex"),
-    ("sha-upper", _set(f"{IMG}.iso.sha256", "A" * 64), "images[0].iso.sha256", "64 lowercase hex"),
-    ("sha-number", _set(f"{IMG}.iso.sha256", 1234), "images[0].iso.sha256", "quote"),
-    ("iso-http", _set(f"{IMG}.iso.url", "http://repo.almalinux.org/x.iso"), "images[0].iso.url", "https://"),
-    ("iso-not-iso", _set(f"{IMG}.iso.url", "https://repo.almalinux.org/x.qcow2"), "images[0].iso", ".iso file"),
+    ("bad-name-upper", set_key(f"{IMG}.name", "Alma9"), "images[0].name", "lowercase"),
+    ("bad-name-underscore", set_key(f"{IMG}.name", "alma_9"), "images[0].name", "lowercase"),
+    ("name-too-long", set_key(f"{IMG}.name", "a" * 45), "images[0].name", "1-40 characters"),
+    ("semver-invalid", set_key(f"{IMG}.version", "1.0"), "images[0].version", "semantic version"),
+    ("semver-float", set_key(f"{IMG}.version", 1.1), "images[0].version", "quote"),
+    ("semver-leading-v", set_key(f"{IMG}.version", "v1.0.0"), "images[0].version", "semantic version"),
+    ("sha-short", set_key(f"{IMG}.iso.sha256", "abc123"), "images[0].iso.sha256", "64 lowercase hex"),
+    ("sha-upper", set_key(f"{IMG}.iso.sha256", "A" * 64), "images[0].iso.sha256", "64 lowercase hex"),
+    ("sha-number", set_key(f"{IMG}.iso.sha256", 1234), "images[0].iso.sha256", "quote"),
+    ("iso-http", set_key(f"{IMG}.iso.url", "http://repo.almalinux.org/x.iso"), "images[0].iso.url", "https://"),
+    ("iso-not-iso", set_key(f"{IMG}.iso.url", "https://repo.almalinux.org/x.qcow2"), "images[0].iso", ".iso file"),
     ("iso-conflict", _second_image_other_iso_same_file, "homelab-images:images[1].iso", "same ISO file"),
-    ("k3s-no-suffix", _set(f"{IMG}.k3s.version", "v1.36.4"), "images[0].k3s.version", "k3s release tag"),
-    ("k3s-no-v", _set(f"{IMG}.k3s.version", "1.36.4+k3s1"), "images[0].k3s.version", "k3s release tag"),
-    ("k3s-sha-missing", _set(f"{IMG}.k3s.binarySha256", _DELETE), "images[0].k3s.binarySha256", "required"),
+    ("k3s-no-suffix", set_key(f"{IMG}.k3s.version", "v1.36.4"), "images[0].k3s.version", "k3s release tag"),
+    ("k3s-no-v", set_key(f"{IMG}.k3s.version", "1.36.4+k3s1"), "images[0].k3s.version", "k3s release tag"),
+    ("k3s-sha-missing", set_key(f"{IMG}.k3s.binarySha256", DELETE), "images[0].k3s.binarySha256", "required"),
     (
         "firmware-unknown",
-        _set(f"{IMG}.hardware.firmware", "uefi"),
+        set_key(f"{IMG}.hardware.firmware", "uefi"),
         "images[0].hardware.firmware",
         "expected 'ovmf' or 'seabios', got the text 'uefi'",
     ),
-    ("bus-unknown", _set(f"{IMG}.hardware.diskBus", "nvme"), "images[0].hardware.diskBus", "'scsi'"),
-    ("cpu-kvm64", _set(f"{IMG}.hardware.cpuType", "kvm64"), "images[0].hardware.cpuType", "x86-64-v2-AES"),
+    ("bus-unknown", set_key(f"{IMG}.hardware.diskBus", "nvme"), "images[0].hardware.diskBus", "'scsi'"),
+    ("cpu-kvm64", set_key(f"{IMG}.hardware.cpuType", "kvm64"), "images[0].hardware.cpuType", "x86-64-v2-AES"),
     (
         "memory-too-small",
-        _set(f"{IMG}.hardware.memoryMiB", 512),
+        set_key(f"{IMG}.hardware.memoryMiB", 512),
         "images[0].hardware.memoryMiB",
         "expected at least 2048, got 512",
     ),
-    ("disk-too-small", _set(f"{IMG}.partitioning.rootMinGiB", 40), "images[0]", "too small for the partitions"),
-    ("efi-too-small", _set(f"{IMG}.partitioning.efiMiB", 50), "images[0].partitioning.efiMiB", "at least 200"),
-    ("bad-package", _set(f"{IMG}.packages.extra", ["nfs utils"]), "images[0].packages.extra[0]", "RPM package"),
-    ("bad-period", _set(f"{IMG}.rebuildEvery", "monthly"), "images[0].rebuildEvery", "period"),
-    ("zero-period", _set(f"{IMG}.rebuildEvery", "0d"), "images[0].rebuildEvery", "period"),
+    ("disk-too-small", set_key(f"{IMG}.partitioning.rootMinGiB", 40), "images[0]", "too small for the partitions"),
+    ("efi-too-small", set_key(f"{IMG}.partitioning.efiMiB", 50), "images[0].partitioning.efiMiB", "at least 200"),
+    ("bad-package", set_key(f"{IMG}.packages.extra", ["nfs utils"]), "images[0].packages.extra[0]", "RPM package"),
+    ("bad-period", set_key(f"{IMG}.rebuildEvery", "monthly"), "images[0].rebuildEvery", "period"),
+    ("zero-period", set_key(f"{IMG}.rebuildEvery", "0d"), "images[0].rebuildEvery", "period"),
     (
         "bad-delivery",
-        _set("homelab-images:build/kickstartDelivery", "floppy"),
+        set_key("homelab-images:build/kickstartDelivery", "floppy"),
         "homelab-images:build.kickstartDelivery",
         "'http'",
     ),
-    ("bad-firewall", _set(f"{IMG}.firewall", "on"), "images[0].firewall", "'enabled'"),
-    ("unknown-image-key", _set(f"{IMG}.k3sVersion", "v1.36.4+k3s1"), "images[0].k3sVersion", "not a known setting"),
-    ("bad-timezone", _set(f"{IMG}.timezone", "utc+1"), "images[0].timezone", "time zone"),
-    ("missing-k3s", _set(f"{IMG}.k3s", _DELETE), "images[0].k3s", "required"),
-    ("snake-case-key", _set("homelab-images:proxmox/vm_storage", "local-lvm"), "proxmox.vm_storage", "not a known"),
-    ("namespace-typo", _set("homelab-image:build", {"timeoutMinutes": 60}), "homelab-image:build", "did you mean"),
-    ("provider-key-unused", _set("proxmoxve:minTls", "1.3"), "proxmoxve:minTls", "is not used"),
-    ("targets-without-proxmox", _set(f"{IMG}.targets", ["qemu"]), "images[0].targets", "must include proxmox-iso"),
-    ("targets-twice", _set(f"{IMG}.targets", ["proxmox-iso", "qemu", "qemu"]), "images[0].targets", "twice"),
-    ("targets-unknown", _set(f"{IMG}.targets", ["proxmox-iso", "libvirt"]), "images[0].targets[1]", "'qemu'"),
-    ("targets-empty", _set(f"{IMG}.targets", []), "images[0].targets", "at least 1"),
-    ("targets-not-list", _set(f"{IMG}.targets", "qemu"), "images[0].targets", "expected a list"),
+    ("bad-firewall", set_key(f"{IMG}.firewall", "on"), "images[0].firewall", "'enabled'"),
+    ("unknown-image-key", set_key(f"{IMG}.k3sVersion", "v1.36.4+k3s1"), "images[0].k3sVersion", "not a known setting"),
+    ("bad-timezone", set_key(f"{IMG}.timezone", "utc+1"), "images[0].timezone", "time zone"),
+    ("missing-k3s", set_key(f"{IMG}.k3s", DELETE), "images[0].k3s", "required"),
+    ("snake-case-key", set_key("homelab-images:proxmox/vm_storage", "local-lvm"), "proxmox.vm_storage", "not a known"),
+    ("namespace-typo", set_key("homelab-image:build", {"timeoutMinutes": 60}), "homelab-image:build", "did you mean"),
+    ("provider-key-unused", set_key("proxmoxve:minTls", "1.3"), "proxmoxve:minTls", "is not used"),
+    ("targets-without-proxmox", set_key(f"{IMG}.targets", ["qemu"]), "images[0].targets", "must include proxmox-iso"),
+    ("targets-twice", set_key(f"{IMG}.targets", ["proxmox-iso", "qemu", "qemu"]), "images[0].targets", "twice"),
+    ("targets-unknown", set_key(f"{IMG}.targets", ["proxmox-iso", "libvirt"]), "images[0].targets[1]", "'qemu'"),
+    ("targets-empty", set_key(f"{IMG}.targets", []), "images[0].targets", "at least 1"),
+    ("targets-not-list", set_key(f"{IMG}.targets", "qemu"), "images[0].targets", "expected a list"),
     (
         "ovmf-relative",
-        _set("homelab-images:build/qemu", {"ovmfCode": "OVMF_CODE_4M.fd"}),
+        set_key("homelab-images:build/qemu", {"ovmfCode": "OVMF_CODE_4M.fd"}),
         "homelab-images:build.qemu.ovmfCode",
         "absolute path",
     ),
     (
         "qemu-accelerator",
-        _set("homelab-images:build/qemu", {"accelerator": "hvf"}),
+        set_key("homelab-images:build/qemu", {"accelerator": "hvf"}),
         "homelab-images:build.qemu.accelerator",
         "'kvm'",
     ),
     (
         "qemu-plugin-version",
-        _set("homelab-images:build/qemu", {"pluginVersion": "1.1.0"}),
+        set_key("homelab-images:build/qemu", {"pluginVersion": "1.1.0"}),
         "homelab-images:build.qemu.pluginVersion",
         "not a known setting",
     ),
-    ("smoke-timeout-too-short", _set("homelab-images:build/smokeTimeoutMinutes", 1), "build.smokeTimeoutMinutes", "2"),
-    ("artifact-dir-blank", _set("homelab-images:build/artifactDir", " "), "homelab-images:build.artifactDir", "path"),
+    (
+        "smoke-timeout-too-short",
+        set_key("homelab-images:build/smokeTimeoutMinutes", 1),
+        "build.smokeTimeoutMinutes",
+        "2",
+    ),
+    (
+        "artifact-dir-blank",
+        set_key("homelab-images:build/artifactDir", " "),
+        "homelab-images:build.artifactDir",
+        "path",
+    ),
     (
         "mirror-with-a-newline",
-        _set(f"{IMG}.installMirror", "https://repo.almalinux.org/almalinux/9.8\n%post\nreboot\n%end\n#"),
+        set_key(f"{IMG}.installMirror", "https://repo.almalinux.org/almalinux/9.8\n%post\nreboot\n%end\n#"),
         "images[0].installMirror",
         "without spaces, quotes or control characters",
     ),
     (
         "mirror-with-a-space",
-        _set(f"{IMG}.installMirror", "https://repo.almalinux.org/almalinux/9.8 --noverifyssl"),
+        set_key(f"{IMG}.installMirror", "https://repo.almalinux.org/almalinux/9.8 --noverifyssl"),
         "images[0].installMirror",
         "without spaces",
     ),
     (
         "iso-url-with-a-quote",
-        _set(f"{IMG}.iso.url", 'https://repo.almalinux.org/almalinux/9.8/isos/x86_64/a"b.iso'),
+        set_key(f"{IMG}.iso.url", 'https://repo.almalinux.org/almalinux/9.8/isos/x86_64/a"b.iso'),
         "images[0].iso.url",
         "quotes",
     ),
     (
         "mirror-with-credentials",
-        _set(f"{IMG}.installMirror", "https://mirror-user:sentinel-pw@mirror.lan/almalinux/9.8"),
+        set_key(f"{IMG}.installMirror", "https://mirror-user:sentinel-pw@mirror.lan/almalinux/9.8"),
         "images[0].installMirror",
         "without user:password@",
     ),
     (
         "endpoint-with-credentials",
-        _set("proxmoxve:endpoint", "https://root:sentinel@pve1:8006/"),
+        set_key("proxmoxve:endpoint", "https://root:sentinel@pve1:8006/"),
         "proxmoxve:endpoint",
         "user:password@",
     ),
     (
         "import-from-not-a-qcow2",
-        _set(f"{IMG}.importFrom", {"url": "https://files.example.org/a.qcow2.gz", "sha256": "ab" * 32}),
+        set_key(f"{IMG}.importFrom", {"url": "https://files.example.org/a.qcow2.gz", "sha256": "ab" * 32}),
         "images[0].importFrom",
         ".qcow2 file",
     ),
     (
         "import-from-plain-http",
-        _set(f"{IMG}.importFrom", {"url": "http://files.example.org/a.qcow2", "sha256": "ab" * 32}),
+        set_key(f"{IMG}.importFrom", {"url": "http://files.example.org/a.qcow2", "sha256": "ab" * 32}),
         "images[0].importFrom.url",
         "https://",
     ),
     (
         "import-from-short-sha256",
-        _set(f"{IMG}.importFrom", {"url": "https://files.example.org/a.qcow2", "sha256": "abc"}),
+        set_key(f"{IMG}.importFrom", {"url": "https://files.example.org/a.qcow2", "sha256": "abc"}),
         "images[0].importFrom.sha256",
         "64 lowercase hex",
     ),
     (
         "import-from-and-qemu-target",
         lambda c: (
-            _set(f"{IMG}.importFrom", {"url": "https://files.example.org/a.qcow2", "sha256": "ab" * 32})(c),
-            _set(f"{IMG}.targets", ["proxmox-iso", "qemu"])(c),
+            set_key(f"{IMG}.importFrom", {"url": "https://files.example.org/a.qcow2", "sha256": "ab" * 32})(c),
+            set_key(f"{IMG}.targets", ["proxmox-iso", "qemu"])(c),
         ),
         "images[0]",
         "drop qemu from targets",
     ),
-    ("endpoint-trailing-newline", _set("proxmoxve:endpoint", "https://pve1:8006/\n"), "proxmoxve:endpoint", "control"),
+    (
+        "endpoint-trailing-newline",
+        set_key("proxmoxve:endpoint", "https://pve1:8006/\n"),
+        "proxmoxve:endpoint",
+        "control",
+    ),
     (
         "mirror-is-a-repo",
-        _set(f"{IMG}.installMirror", "https://repo.almalinux.org/almalinux/9.7/BaseOS/x86_64/os/"),
+        set_key(f"{IMG}.installMirror", "https://repo.almalinux.org/almalinux/9.7/BaseOS/x86_64/os/"),
         "images[0].installMirror",
         "release directory",
     ),
@@ -298,7 +292,7 @@ def test_program_fails_the_same_way_before_declaring_anything(mutation: Any, key
 
 
 def test_validate_as_a_process_prints_no_traceback(tmp_path: Path) -> None:
-    config = mutated_config(_set(f"{IMG}.version", 1.1))
+    config = mutated_config(set_key(f"{IMG}.version", 1.1))
     config["proxmoxve:apiToken"] = {"secure": "v1:AAAAsentinel"}
     path = write_stack_file(tmp_path, config)
     done = subprocess.run(
@@ -376,12 +370,12 @@ def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path: Path, cap
 
 
 def test_smoke_settings_reach_the_build_spec_and_the_id_budget() -> None:
-    raw = mutated_config(_set("homelab-images:build/keepFailedTemplates", True))
+    raw = mutated_config(set_key("homelab-images:build/keepFailedTemplates", True))
     spec = plan_stack(load_config(raw), datetime.now(UTC))[0].build_spec
     assert (spec.smoke_test, spec.smoke_timeout_minutes, spec.keep_failed_templates) == (True, 15, True)
 
     # retainPrevious=1: current + retained + next build (+ its smoke-test clone) per image.
-    tight = _set("homelab-images:proxmox/vmIdRange.last", 9002)
+    tight = set_key("homelab-images:proxmox/vmIdRange.last", 9002)
     with pytest.raises(ConfigError, match=r"need at least 4 .*its smoke-test clone"):
         load_config(mutated_config(tight))
     without_smoke = mutated_config(tight)

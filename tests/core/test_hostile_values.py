@@ -13,7 +13,7 @@ import pytest
 
 from homelab_images.cli.main import main as cli_main
 from homelab_images.core.config import ConfigError, load_config
-from tests.stack_files import mutated_config, write_stack_file
+from tests.stack_files import mutated_config, set_key, write_stack_file
 
 IMG = "homelab-images:images/0"
 MIRROR = "https://repo.almalinux.org/almalinux/9.8"
@@ -48,18 +48,6 @@ KEYS = {
 }
 
 
-def _set(path: str, value: Any) -> Any:
-    def mutate(config: dict[str, Any]) -> None:
-        key, _, rest = path.partition("/")
-        target: Any = config
-        parts = [key, *rest.split(".")] if rest else [key]
-        for part in parts[:-1]:
-            target = target[int(part)] if isinstance(target, list) else target.setdefault(part, {})
-        target[parts[-1]] = value
-
-    return mutate
-
-
 def hostile_config(key: str, hostile: str) -> dict[str, Any]:
     path, valid = KEYS[key]
     value: Any = valid + hostile
@@ -69,7 +57,7 @@ def hostile_config(key: str, hostile: str) -> dict[str, Any]:
         value = hostile
     if key.startswith("images[0].packages"):
         value = [value]
-    return mutated_config(_set(path, value))
+    return mutated_config(set_key(path, value))
 
 
 @pytest.mark.parametrize("hostile", HOSTILE.values(), ids=HOSTILE.keys())
