@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
+import urllib3
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
 
@@ -34,6 +35,7 @@ DOCS = "docs/build-runner.md"
 class Kind(enum.Enum):
     LOCKED = "locked"
     NETWORK = "network"
+    UNRESOLVED = "unresolved"
     TLS = "tls"
     AUTH = "auth"
     FORBIDDEN = "forbidden"
@@ -47,7 +49,10 @@ class Kind(enum.Enum):
     OTHER = "other"
 
 
-TRANSIENT = frozenset({Kind.LOCKED, Kind.NETWORK})
+TRANSIENT = frozenset({Kind.LOCKED, Kind.NETWORK, Kind.UNRESOLVED})
+# A host name that does not resolve is almost always a typo in the endpoint: one retry covers a resolver
+# blip without making the user wait through the whole backoff.
+ATTEMPTS_WHEN_UNRESOLVED = 2
 
 _PATTERNS: tuple[tuple[re.Pattern[str], Kind], ...] = (
     (re.compile(r"VM is locked|can't lock file|got timeout", re.I), Kind.LOCKED),
@@ -91,11 +96,19 @@ class ApiError(Exception):
         return f"{self.where}: {self.message}"
 
 
+def _name_not_resolved(error: requests.exceptions.ConnectionError) -> bool:
+    """requests wraps urllib3's MaxRetryError, whose reason is a NameResolutionError for a DNS failure."""
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(reason, urllib3.exceptions.NameResolutionError)
+
+
 def classify(error: BaseException, where: str) -> ApiError:
     if isinstance(error, ApiError):
         return error
     if isinstance(error, requests.exceptions.SSLError):
         return ApiError(Kind.TLS, str(error), where)
+    if isinstance(error, requests.exceptions.ConnectionError) and _name_not_resolved(error):
+        return ApiError(Kind.UNRESOLVED, "the host name does not resolve", where)
     if isinstance(error, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
         return ApiError(Kind.NETWORK, type(error).__name__, where)
     if isinstance(error, TaskFailed):
@@ -125,6 +138,12 @@ def explain(error: ApiError, creds: Credentials) -> RunnerError:
             creds.endpoint,
             "set homelab-images:proxmox.caBundle to the PEM file of the CA that signed the Proxmox certificate "
             "(or proxmoxve:insecure: true for a self-signed certificate you cannot trust)",
+        )
+    if error.kind is Kind.UNRESOLVED:
+        return RunnerError(
+            f"the Proxmox host name {creds.host!r} does not resolve (DNS)",
+            creds.endpoint,
+            "check proxmoxve:endpoint (PROXMOX_VE_ENDPOINT for gc) for a typo and this machine's DNS, then run again",
         )
     if error.kind is Kind.NETWORK:
         return RunnerError(
@@ -194,9 +213,10 @@ class Retrier:
                 return call()
             except (ResourceException, TaskFailed, requests.exceptions.RequestException) as raw:
                 error = classify(raw, where)
-                if error.kind not in TRANSIENT or attempt == self.attempts:
+                attempts = ATTEMPTS_WHEN_UNRESOLVED if error.kind is Kind.UNRESOLVED else self.attempts
+                if error.kind not in TRANSIENT or attempt >= attempts:
                     raise error from None
-                self.console.note(f"{where}: {error.message}; retrying in {delay:.1f}s ({attempt}/{self.attempts})")
+                self.console.note(f"{where}: {error.message}; retrying in {delay:.1f}s ({attempt}/{attempts})")
                 self.sleep(delay)
                 delay = min(delay * 2, self.cap_seconds)
         raise AssertionError("unreachable")
