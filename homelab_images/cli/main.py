@@ -113,11 +113,30 @@ def _write_plans(plans: Sequence[ImagePlan], out: Path) -> None:
         print(f"{plan.name}: wrote {directory}/{', '.join(written)}, {SCRIPTS_DIR}/")
 
 
+def _missing_import_files(config: StackConfig, project_dir: Path) -> list[str]:
+    """importFrom.path files that are not there. Only a warning: the file is needed only when the template is
+    (re)made, and may be built later or removed once imported; the build fails clearly if it is missing then."""
+    missing = []
+    for index, image in enumerate(config.images):
+        source = image.import_from
+        if source is None or source.path is None:
+            continue
+        resolved = (project_dir / source.path).resolve()
+        if not resolved.is_file():
+            missing.append(
+                f"homelab-images:images[{index}].importFrom.path: no file at {resolved}; pulumi up needs it to "
+                "make the template (build it with the qemu target, copy it here, or fix the path)"
+            )
+    return missing
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     path, config, plans = _load(args)
     for plan in plans:
         templates = "Packer templates" if plan.qemu is not None else "Packer template"
         print(f"{plan.name} v{plan.image.version}: kickstart and {templates} valid")
+    for problem in _missing_import_files(config, path.resolve().parent):
+        print(f"warning: {problem}", file=sys.stderr)
     findings = [str(finding) for finding in lock_findings(read_lock(lock_path(path)), plans)]
     for finding in findings:
         print(f"warning: {finding}", file=sys.stderr)

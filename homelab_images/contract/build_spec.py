@@ -27,9 +27,14 @@ class IdRange(Record):
 
 
 class ImportSource(Record):
-    """A qcow2 built by the qemu target elsewhere: the template is imported from it instead of installed."""
+    """A qcow2 built by the qemu target: the template is imported from it instead of installed.
 
-    url: str
+    Exactly one of ``url`` (the node downloads it) and ``path`` (the runner uploads it from this
+    machine; relative to the project directory, the runner's working directory) is set.
+    """
+
+    url: str | None = None
+    path: str | None = None
     sha256: str
     file_name: str
     """Its name on the storage (content ``import``); it carries the checksum, so one name is one content."""
@@ -40,6 +45,12 @@ class ImportSource(Record):
     memory_mib: int = Field(ge=1)
     disk_bus: str
     scsi_controller: str
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ImportSource:
+        if (self.url is None) == (self.path is None):
+            raise ValueError("exactly one of url and path is set")
+        return self
 
 
 class BuildSpec(Record):

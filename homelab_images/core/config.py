@@ -332,24 +332,48 @@ class IsoSource(Model):
 
 
 # pve-storage src/PVE/Storage.pm (9.1.7, 0c56bad8): SAFE_CHAR_CLASS_RE and UPLOAD_IMPORT_EXT_RE_1, the names
-# download-url accepts for content import; decompression is refused for anything but an ISO, so the file is
-# the qcow2 itself (its clusters may be compressed inside), never a .qcow2.gz.
+# download-url and upload accept for content import (qcow2 since libpve-storage-perl 8.3.6, commit 76f695f2: PVE
+# 8.4); decompression is refused for anything but an ISO, so the file is the qcow2 itself (its clusters may be
+# compressed inside), never a .qcow2.gz. The uploaded name is the runner's own (<template>-<sha256[:12]>.qcow2);
+# a local file's name is held to the same rule so the file is recognizably the qemu target's.
 QCOW2_FILE = re.compile(r"^[-_.a-zA-Z0-9]+\.qcow2$")
 
 
+def _qcow2_path(value: str) -> str:
+    name = value.rsplit("/", 1)[-1]
+    if value != value.strip() or "\x00" in value or not QCOW2_FILE.fullmatch(name):
+        raise ValueError(
+            "expected the path of a .qcow2 file whose name has only letters, digits and -_. "
+            f"(the qemu target's artifacts/<image>/<dir>/<name>-v<version>.qcow2), got {value!r}"
+        )
+    return value
+
+
 class ImportSource(Model):
-    url: Annotated[str, AfterValidator(_https_url)] = Field(
-        description="Where Proxmox downloads the qcow2 built by the qemu target (https, a .qcow2 file)."
+    url: Annotated[str, AfterValidator(_https_url)] | None = Field(
+        default=None,
+        description="Where Proxmox downloads the qcow2 built by the qemu target (https, a .qcow2 file).",
     )
-    sha256: Sha256 = Field(description="Checksum of the qcow2 (the artifact's sha256), verified by Proxmox.")
+    path: Annotated[str, AfterValidator(_qcow2_path)] | None = Field(
+        default=None,
+        description="The qcow2 on this machine, uploaded to Proxmox by the build; a relative path starts at the "
+        "project directory.",
+    )
+    sha256: Sha256 = Field(description="Checksum of the qcow2 (the artifact's sha256), verified before and by Proxmox.")
 
     @property
     def file_name(self) -> str:
-        return urlsplit(self.url).path.rsplit("/", 1)[-1]
+        if self.path is not None:
+            return self.path.rsplit("/", 1)[-1]
+        return urlsplit(self.url or "").path.rsplit("/", 1)[-1]
 
     @model_validator(mode="after")
-    def _is_qcow2(self) -> ImportSource:
-        if not QCOW2_FILE.fullmatch(self.file_name):
+    def _one_source(self) -> ImportSource:
+        if (self.url is None) == (self.path is None):
+            raise ValueError(
+                "expected exactly one of url (Proxmox downloads the qcow2) and path (this machine uploads it)"
+            )
+        if self.url is not None and not QCOW2_FILE.fullmatch(self.file_name):
             raise ValueError(f"url must name a .qcow2 file (letters, digits, -_.), got {self.url!r}")
         return self
 

@@ -137,6 +137,7 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
         hardware = image.hardware
         import_from = ImportSource(
             url=image.import_from.url,
+            path=image.import_from.path,
             sha256=image.import_from.sha256,
             file_name=f"{image.template_name}-{image.import_from.sha256[:12]}.qcow2",
             firmware=hardware.firmware,

@@ -1,7 +1,7 @@
 """A template imported from a qcow2 (``importFrom``) instead of installed by Packer.
 
-Proxmox VE 8.4+ downloads the file to a storage with content type ``import``
-(download-url verifies its sha256), creates the VM with the disk
+Proxmox VE 8.4+ downloads (``importFrom.url``) or receives (``importFrom.path``, artifact_upload.py)
+the file into a storage with content type ``import`` and verifies its sha256, creates the VM with the disk
 ``<vmStorage>:0,import-from=<storage>:import/<file>`` (qemu-server copies the
 file into a new volume of the VM) and converts it to a template. Everything
 around it (VM ID, tags, description, verification, smoke test, retirement) is
@@ -16,6 +16,7 @@ from typing import Any
 from homelab_images.contract.build_spec import BuildSpec, ImportSource
 from homelab_images.contract.ownership import join_tags, lease_tag
 from homelab_images.runner import tasks
+from homelab_images.runner.artifact_upload import upload_to_storage
 from homelab_images.runner.errors import RunnerError
 from homelab_images.runner.lease import kept_alive
 from homelab_images.runner.proxmox import ApiError, Kind
@@ -77,13 +78,19 @@ def _on_storage(ctx: Context, source: ImportSource) -> bool:
     return any(str(item.get("volid")) == import_volume(spec, source) for item in listed)
 
 
-def fetch_to_storage(ctx: Context, source: ImportSource, timeout: float) -> None:
-    """Let the node download the qcow2 once; its file name carries the checksum, so a file of that name is it."""
+def fetch_to_storage(ctx: Context, source: ImportSource, timeout: float) -> bool:
+    """Put the qcow2 on the storage once; its file name carries the checksum, so a file of that name is it.
+
+    Returns whether this run put it there (and so may remove it when done): a file found there is only reused.
+    """
     spec, console = ctx.spec, ctx.console
     volume = import_volume(spec, source)
     if _on_storage(ctx, source):
-        console.stage(f"{volume} is already on storage (downloaded and verified by an earlier import)")
-        return
+        console.stage(f"{volume} is already on storage (verified by Proxmox when it was put there); reusing it")
+        return False
+    if source.path is not None:
+        upload_to_storage(ctx, source, volume, timeout)
+        return True
     console.stage(f"download of {source.url} to {volume}, checked against its sha256 by Proxmox")
     where = f"download of {source.url} to storage {spec.iso_storage} on {spec.node}"
     storage = ctx.api.nodes(spec.node).storage(spec.iso_storage)
@@ -118,6 +125,26 @@ def fetch_to_storage(ctx: Context, source: ImportSource, timeout: float) -> None
                 "check that the node can reach the URL and that it serves the qcow2 itself (not compressed)",
             ) from None
         raise
+    return True
+
+
+def remove_from_storage(ctx: Context, source: ImportSource, timeout: float) -> None:
+    """The file this run put on the storage, once the run is over: the template's disk is a copy of it.
+
+    A failure leaves a file of a few GiB behind, not a broken template: it is a warning naming the command.
+    """
+    spec, api = ctx.spec, ctx.api
+    volume = import_volume(spec, source)
+    content = api.nodes(spec.node).storage(spec.iso_storage).content(volume)
+    try:
+        ctx.retry(lambda: tasks.run(api, spec.node, content.delete, timeout), f"removal of {volume}")
+    except ApiError as error:
+        ctx.console.warn(
+            f"could not remove {volume}, which this run put there ({error.message.strip()}); "
+            f"remove it with `pvesm free {volume}` on {spec.node}"
+        )
+        return
+    ctx.console.stage(f"removed {volume}: the template's disk is a copy of it")
 
 
 def import_once(

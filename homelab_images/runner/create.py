@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from homelab_images.contract.build_spec import ImportSource
 from homelab_images.contract.ownership import Ownership, build_tags, lease_tag, new_build_id
 from homelab_images.contract.proxmox_plugin import CD_CLEANUP_PRIVILEGE
 from homelab_images.contract.result import BuildResult
 from homelab_images.runner import preflight, provenance
-from homelab_images.runner.artifact_import import fetch_to_storage, import_once
+from homelab_images.runner.artifact_import import fetch_to_storage, import_once, remove_from_storage
 from homelab_images.runner.build_log import debug_log_requested
 from homelab_images.runner.console import Console
 from homelab_images.runner.env import Credentials
@@ -325,6 +326,17 @@ def remove_stale_build_directories(console: Console) -> None:
 
 
 def create(ctx: Context) -> BuildResult:
+    placed: list[ImportSource] = []
+    try:
+        return _create(ctx, placed)
+    finally:
+        # The import file this run put on the storage is spent either way: the template's disk is a copy,
+        # and after a failure the next run puts it there again rather than find a file it cannot tell is its own.
+        for source in placed:
+            remove_from_storage(ctx, source, timeout_seconds(ctx))
+
+
+def _create(ctx: Context, placed: list[ImportSource]) -> BuildResult:
     spec, console, api, retry = ctx.spec, ctx.console, ctx.api, ctx.retry
     started = time.monotonic()
     remove_stale_build_directories(console)
@@ -344,7 +356,8 @@ def create(ctx: Context) -> BuildResult:
     if spec.import_from is None:
         console.stage(f"Packer {check_packer_version(find_packer(ctx.environ), ctx.environ)}")
     else:
-        fetch_to_storage(ctx, spec.import_from, timeout_seconds(ctx))
+        if fetch_to_storage(ctx, spec.import_from, timeout_seconds(ctx)):
+            placed.append(spec.import_from)
     skip: set[int] = set()
     packer_seconds = 0.0
     owner = {"image": spec.image, "fingerprint": spec.fingerprint}

@@ -40,6 +40,9 @@ ISO_STORAGE_PRIVILEGES = ("Datastore.AllocateTemplate", "Datastore.Audit")
 # kickstartDelivery cd: the plugin deletes the OEMDRV ISO it uploaded when the build ends
 # (contract.proxmox_plugin: step_upload_iso.go Cleanup; PVE allows that with Datastore.Allocate).
 CD_ISO_STORAGE_PRIVILEGES = (CD_CLEANUP_PRIVILEGE,)
+# importFrom: the runner removes the import file it put on the ISO storage when the run ends (pve-storage
+# src/PVE/API2/Storage/Content.pm delete: a volume that is not a backup needs Datastore.Allocate).
+IMPORT_ISO_STORAGE_PRIVILEGES = ("Datastore.Allocate",)
 BRIDGE_PRIVILEGES = ("SDN.Use",)
 # AccessNetwork: the node downloads the ISO (download-url); Audit: node status.
 NODE_PRIVILEGES = ("Sys.AccessNetwork", "Sys.Audit")
@@ -87,6 +90,8 @@ def required_privileges(spec: BuildSpec, vmid: int | None, major: int = 9) -> di
         needed.setdefault(path, set()).update(privs)
     if spec.kickstart_delivery == "cd":
         needed[f"/storage/{spec.iso_storage}"].update(CD_ISO_STORAGE_PRIVILEGES)
+    if spec.import_from is not None:
+        needed[f"/storage/{spec.iso_storage}"].update(IMPORT_ISO_STORAGE_PRIVILEGES)
     if vmid is not None:
         needed[f"/vms/{vmid}"] = set(vm_privileges(major, spec.smoke_test))
     return {path: tuple(sorted(privs)) for path, privs in needed.items()}

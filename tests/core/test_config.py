@@ -234,6 +234,24 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         "64 lowercase hex",
     ),
     (
+        "import-from-url-and-path",
+        set_key(f"{IMG}.importFrom", {"url": "https://f.example.org/a.qcow2", "path": "a.qcow2", "sha256": "ab" * 32}),
+        "images[0].importFrom",
+        "exactly one of url",
+    ),
+    (
+        "import-from-neither-url-nor-path",
+        set_key(f"{IMG}.importFrom", {"sha256": "ab" * 32}),
+        "images[0].importFrom",
+        "exactly one of url",
+    ),
+    (
+        "import-from-path-not-a-qcow2",
+        set_key(f"{IMG}.importFrom", {"path": "artifacts/a/b/image.qcow2.gz", "sha256": "ab" * 32}),
+        "images[0].importFrom.path",
+        "the path of a .qcow2 file",
+    ),
+    (
         "import-from-and-qemu-target",
         lambda c: (
             set_key(f"{IMG}.importFrom", {"url": "https://files.example.org/a.qcow2", "sha256": "ab" * 32})(c),
@@ -289,6 +307,24 @@ def test_program_fails_the_same_way_before_declaring_anything(mutation: Any, key
     assert key in str(error.value)
     assert "sentinel" not in str(error.value)
     assert mocks.builds == {}
+
+
+def test_validate_warns_about_a_missing_import_file_and_reads_relative_paths_from_the_project(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """The file is needed only when the template is (re)made, so it is a warning, naming the key."""
+    config = mutated_config(set_key(f"{IMG}.importFrom", {"path": "artifacts/a/v1/a.qcow2", "sha256": "ab" * 32}))
+    path = write_stack_file(tmp_path, config)
+    cli_main(["validate", "--stack-file", str(path)])
+    warned = [line for line in capsys.readouterr().err.splitlines() if "importFrom.path" in line]
+    assert warned == [
+        f"warning: homelab-images:images[0].importFrom.path: no file at {tmp_path.resolve()}/artifacts/a/v1/a.qcow2; "
+        "pulumi up needs it to make the template (build it with the qemu target, copy it here, or fix the path)"
+    ]
+    (tmp_path / "artifacts/a/v1").mkdir(parents=True)
+    (tmp_path / "artifacts/a/v1/a.qcow2").write_bytes(b"QFI\xfb")
+    cli_main(["validate", "--stack-file", str(path)])
+    assert "importFrom.path" not in capsys.readouterr().err
 
 
 def test_validate_as_a_process_prints_no_traceback(tmp_path: Path) -> None:
@@ -433,3 +469,21 @@ def test_almalinux_urls_that_would_404_or_mismatch_are_refused(mirror: str, iso:
         load_config(mutated_config(_mirror_and_iso(mirror, iso)))
     (line,) = raised.value.problems
     assert line.startswith("homelab-images:images[0]") and problem in line
+
+
+def test_import_from_path_reaches_the_spec_and_where_the_file_lies_changes_no_fingerprint() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    sha = "ab" * 32
+
+    def planned(source: dict[str, str]) -> Any:
+        raw = mutated_config(set_key(f"{IMG}.importFrom", {**source, "sha256": sha}))
+        raw["proxmoxve:apiToken"] = {"secure": "v1:c2VudGluZWw="}
+        return plan_stack(load_config(raw), now)[0].build_spec
+
+    by_path = planned({"path": "artifacts/alma/v1/alma9-k3s-node-amd64-v1.0.0.qcow2"})
+    assert by_path.import_from is not None and by_path.import_from.url is None
+    assert by_path.import_from.path == "artifacts/alma/v1/alma9-k3s-node-amd64-v1.0.0.qcow2"
+    assert by_path.import_from.file_name == f"{by_path.template_name}-{sha[:12]}.qcow2"
+    elsewhere = planned({"path": "/srv/images/other-name.qcow2"})
+    by_url = planned({"url": "https://files.example.org/alma9-k3s.qcow2"})
+    assert by_path.fingerprint == elsewhere.fingerprint == by_url.fingerprint, "the qcow2's sha256 is what counts"
