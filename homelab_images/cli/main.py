@@ -10,10 +10,11 @@ pins reads the AlmaLinux mirror and k3s' release sites (no credentials):
 
 homelab-images pins        --stack homelab (--check | --update)
 
-The one online command, gc, reads the Proxmox endpoint and token from
-PROXMOX_VE_ENDPOINT / PROXMOX_VE_API_TOKEN (see docs/build-runner.md):
+gc collects the qemu target's files on this machine, then the templates on
+Proxmox, reading its endpoint and token from PROXMOX_VE_ENDPOINT /
+PROXMOX_VE_API_TOKEN (see docs/build-runner.md):
 
-homelab-images gc          --stack homelab [--apply]
+homelab-images gc          --stack homelab [--apply] [--only templates|artifacts]
 
 ``python -m homelab_images`` runs the same commands.
 """
@@ -32,7 +33,7 @@ from typing import NoReturn
 from homelab_images.cli import pins
 from homelab_images.contract.build_spec import IdRange
 from homelab_images.contract.fingerprint_parts import TARGET_PART_NAMES
-from homelab_images.contract.gc_request import GcRequest
+from homelab_images.contract.gc_request import ArtifactGc, ArtifactImage, GcRequest
 from homelab_images.contract.packer_files import KICKSTART_FILE, QEMU_TEMPLATE_FILE, SCRIPTS_DIR, TEMPLATE_FILE
 from homelab_images.core.config import ConfigError, StackConfig
 from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER, KickstartInvalid
@@ -226,23 +227,50 @@ def cmd_pins(args: argparse.Namespace) -> int:
 # --- gc: the only command that talks to Proxmox; the work is in homelab_images.runner.gc.
 
 
+def _qemu_fingerprints(config: StackConfig, stack_file: Path) -> dict[str, str | None]:
+    """Per image built with the qemu target, its planned qemu fingerprint; None for all when planning fails
+    (gc then takes the newest file as the current one: a broken kickstart must not stop a cleanup)."""
+    names = [image.name for image in config.images if "qemu" in image.targets]
+    if not names:
+        return {}
+    try:
+        plans = plan_stack(config, datetime.now(UTC), kickstart_dir_for(stack_file))
+    except (KickstartInvalid, OSError) as error:
+        reason = (str(error).splitlines() or ["?"])[0]
+        print(
+            f"note: cannot plan the images ({reason}); gc takes each image's newest file as its current one",
+            file=sys.stderr,
+        )
+        return dict.fromkeys(names)
+    return {plan.name: plan.qemu.fingerprint for plan in plans if plan.qemu is not None}
+
+
+def gc_request(config: StackConfig, stack_file: Path) -> GcRequest:
+    fingerprints = _qemu_fingerprints(config, stack_file)
+    return GcRequest(
+        endpoint=config.endpoint,
+        ca_bundle=config.proxmox.ca_bundle,
+        insecure=config.insecure,
+        project_dir=str(stack_file.resolve().parent),
+        images=[image.name for image in config.images if "proxmox-iso" in image.targets],
+        retain_previous=config.build.retain_previous,
+        vm_id_range=IdRange(first=config.proxmox.vm_id_range.first, last=config.proxmox.vm_id_range.last),
+        artifacts=ArtifactGc(
+            artifact_dir=config.build.artifact_dir,
+            images=[ArtifactImage(name=name, fingerprint=fp) for name, fp in fingerprints.items()],
+            retain_previous=config.build.retain_previous,
+        ),
+    )
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     from homelab_images.runner.errors import RunnerError
     from homelab_images.runner.gc import run_gc
 
     path = _stack_file(args)
-    config = load_stack_file(path)
-    request = GcRequest(
-        endpoint=config.endpoint,
-        ca_bundle=config.proxmox.ca_bundle,
-        insecure=config.insecure,
-        project_dir=str(path.resolve().parent),
-        images=[image.name for image in config.images],
-        retain_previous=config.build.retain_previous,
-        vm_id_range=IdRange(first=config.proxmox.vm_id_range.first, last=config.proxmox.vm_id_range.last),
-    )
+    request = gc_request(load_stack_file(path), path)
     try:
-        return run_gc(request, args.apply, sys.stdout)
+        return run_gc(request, args.apply, sys.stdout, only=args.only)
     except RunnerError as error:
         raise CommandFailed(str(error)) from None
 
@@ -293,8 +321,16 @@ def _parser() -> argparse.ArgumentParser:
     pins_command = command("pins", "check or update each image's AlmaLinux and k3s pins against upstream releases")
     pins.add_arguments(pins_command)
     pins_command.set_defaults(run=cmd_pins)
-    gc = command("gc", "list (or --apply: delete) superseded templates and failed-build leftovers on Proxmox")
+    gc = command(
+        "gc",
+        "list (or --apply: delete) superseded templates and qcow2 files, and failed-build leftovers, of this stack",
+    )
     gc.add_argument("--apply", action="store_true", help="delete the unused ones (default: dry run)")
+    gc.add_argument(
+        "--only",
+        choices=("templates", "artifacts"),
+        help="templates: only on Proxmox; artifacts: only the qemu target's files here (needs no credential)",
+    )
     gc.set_defaults(run=cmd_gc)
     return parser
 

@@ -83,6 +83,11 @@ class ArtifactManifest(Record):
     built_at: str
     source_commit: str | None
 
+    @property
+    def directory_name(self) -> str:
+        """The directory the build puts the file in (``ArtifactSpec.directory_name``), renamed with a version bump."""
+        return f"{self.image}-v{self.version}-{self.fingerprint[:12]}"
+
 
 class ArtifactResult(Record):
     """The last line of the qemu build's stdout, exported per image as ``artifacts[name].qemu``."""

@@ -4,12 +4,14 @@ Layout: ``<artifactDir>/<image>/<name>-v<version>-<fingerprint[:12]>/`` holds
 ``<name>-v<version>.qcow2``, ``<file>.sha256`` (sha256sum's format) and
 ``manifest.json``. A directory counts as this program's only when its manifest
 says so and names the image; nothing else in artifactDir is ever removed.
-Superseded files kept for rollback carry a ``SUPERSEDED`` marker.
+Superseded files kept for rollback carry a ``SUPERSEDED`` marker. A build in
+progress works in ``<artifactDir>/<image>/.building-<fingerprint[:12]>-<pid>/``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from homelab_images.runner.guardian import process_alive
 
 CHUNK = 1024 * 1024
 WORK_PREFIX = ".building-"
+WORK_NAME = re.compile(re.escape(WORK_PREFIX) + r"[0-9a-f]{12}-([0-9]+)")
 
 
 def sha256_of(path: Path) -> str:
@@ -82,13 +85,19 @@ def stored_artifacts(image_dir: Path, image: str) -> list[StoredArtifact]:
     return sorted(found, key=lambda artifact: (artifact.manifest.built_at, artifact.directory.name), reverse=True)
 
 
+def work_pid(directory: Path) -> int | None:
+    """The process building in this work directory, or None when the name is not one the build gives."""
+    match = WORK_NAME.fullmatch(directory.name)
+    return int(match.group(1)) if match else None
+
+
 def remove_stale_work(image_dir: Path, console: Console) -> None:
     """Unfinished build directories whose build process is gone (killed without a chance to clean up)."""
     if not image_dir.is_dir():
         return
     for directory in image_dir.glob(WORK_PREFIX + "*"):
-        pid = directory.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not process_alive(int(pid)):
+        pid = work_pid(directory)
+        if pid is not None and not directory.is_symlink() and not process_alive(pid):
             console.stage(f"removing the leftover of an interrupted build: {directory}")
             shutil.rmtree(directory, ignore_errors=True)
 

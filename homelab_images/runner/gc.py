@@ -1,4 +1,8 @@
-"""Garbage collection: superseded templates and failed-build leftovers of this stack.
+"""Garbage collection: superseded templates and failed-build leftovers of this stack, and its qcow2 files.
+
+The qemu target's files in artifactDir are collected first, on this machine,
+with the same rules and no credential or network (homelab_images.runner.artifact_gc);
+then the templates, on Proxmox.
 
 Dry run by default. ``--apply`` deletes the candidates that are not in use; a
 template with protection on or with linked clones stays and is reported.
@@ -19,11 +23,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO
 
 from homelab_images.contract.commands import ENDPOINT_VAR, TOKEN_VAR
 from homelab_images.contract.gc_request import GcRequest
 from homelab_images.contract.ownership import OWNER_KEY_VAR, OwnerKey, Ownership
+from homelab_images.runner.artifact_gc import collect_artifacts
 from homelab_images.runner.console import Console
 from homelab_images.runner.env import TOKEN_FORMAT, read_owner_key, token_text
 from homelab_images.runner.errors import EXIT_INVALID, RunnerError
@@ -34,6 +39,7 @@ from homelab_images.runner.session import open_session
 from homelab_images.runner.vmids import Claims
 
 WHERE = "homelab-images gc"
+Part = Literal["templates", "artifacts"]
 UNTRACKED = (
     "finished, but neither the newest of its image on its node nor superseded: no build result lists it "
     "(a build that failed after finishing, or a replacement still running); reported only"
@@ -109,35 +115,63 @@ def is_candidate(candidate: Candidate) -> TagCheck:
     return check
 
 
-def run_gc(request: GcRequest, apply: bool, out: TextIO, environ: Mapping[str, str] | None = None) -> int:
+def run_gc(
+    request: GcRequest,
+    apply: bool,
+    out: TextIO,
+    environ: Mapping[str, str] | None = None,
+    only: Part | None = None,
+) -> int:
+    """Both parts, or ``only`` one; the files first: they need nothing but this machine."""
     environ = dict(os.environ if environ is None else environ)
+    status = 0
+    if only != "templates" and (only == "artifacts" or request.artifacts.images or artifact_root(request).exists()):
+        status = collect_artifacts(request.artifacts, Path(request.project_dir), apply, out)
+    if only == "artifacts":
+        return status
+    if not request.images and not token_text(environ):
+        out.write(
+            f"Proxmox templates: skipped: no image is built with the proxmox-iso target and {TOKEN_VAR} is not set\n"
+        )
+        return status
+    return max(status, collect_templates(request, apply, out, environ))
+
+
+def artifact_root(request: GcRequest) -> Path:
+    return Path(request.project_dir) / request.artifacts.artifact_dir
+
+
+def collect_templates(request: GcRequest, apply: bool, out: TextIO, environ: dict[str, str]) -> int:
     environ.setdefault(ENDPOINT_VAR, request.endpoint)
     console = Console()
     token = token_text(environ)
     if not token or not TOKEN_FORMAT.match(token.strip()):
+        alone = " (or run with --only artifacts for the qcow2 files alone)" if request.artifacts.images else ""
         raise RunnerError(
             f"{TOKEN_VAR} is not set" if not token else f"{TOKEN_VAR} is not of the form user@realm!tokenid=secret",
             WHERE,
-            f"export {TOKEN_VAR}='user@realm!tokenid=secret' (the token of proxmoxve:apiToken) and run again",
+            f"export {TOKEN_VAR}='user@realm!tokenid=secret' (the token of proxmoxve:apiToken) and run again{alone}",
             EXIT_INVALID,
         )
     key = read_owner_key(environ, WHERE)
     console.add_secret(environ.get(OWNER_KEY_VAR, "").strip())
     session = open_session(environ, request.ca_bundle, request.insecure, Path(request.project_dir), console)
     api, retry, creds = session.api, session.retry, session.creds
+    ids = request.vm_id_range
     try:
         claimed = Claims(session.tuning.state_dir, creds.endpoint).live()
         findings = find_candidates(api, retry, request, key, claimed)
         candidates = findings.candidates
+        out.write(f"Proxmox templates on {creds.endpoint} (VM IDs {ids.first}-{ids.last}):\n")
         for guest in findings.untracked:
-            out.write(f"VM {guest.vmid} {guest.name} on {guest.node}: {UNTRACKED}\n")
+            out.write(f"  VM {guest.vmid} {guest.name} on {guest.node}: {UNTRACKED}\n")
         if not candidates:
-            out.write("nothing to collect: no superseded templates beyond retention and no failed-build leftovers\n")
+            out.write("  nothing to collect: no superseded templates beyond retention and no failed-build leftovers\n")
             return 0
         deleted = 0
         for candidate in candidates:
             guest = candidate.guest
-            line = f"VM {guest.vmid} {guest.name} on {guest.node}: {candidate.reason}"
+            line = f"  VM {guest.vmid} {guest.name} on {guest.node}: {candidate.reason}"
             if candidate.protected:
                 out.write(f"{line}: in use (protection is on), kept\n")
                 continue
@@ -155,9 +189,11 @@ def run_gc(request: GcRequest, apply: bool, out: TextIO, environ: Mapping[str, s
             else:
                 out.write(f"{line}: its tags changed ({removal.reason}), left untouched\n")
         if not apply:
-            out.write("dry run: nothing was deleted; run again with --apply to delete the VMs marked 'would delete'\n")
+            out.write(
+                "  dry run: nothing was deleted; run again with --apply to delete the VMs marked 'would delete'\n"
+            )
         else:
-            out.write(f"deleted {deleted} of {len(candidates)} candidates\n")
+            out.write(f"  deleted {deleted} of {len(candidates)} candidates\n")
         return 0
     except ApiError as error:
         raise explain(error, creds) from None

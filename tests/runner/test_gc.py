@@ -67,12 +67,13 @@ def test_gc_dry_run_lists_and_apply_deletes_only_unused_garbage_of_ours(runner: 
     dry = gc(runner)
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines() == [
-        "VM 9000 v0-oldest on pve1: superseded, beyond retainPrevious=1: would delete",
-        "VM 9003 crashed-build on pve1: leftover of a failed or interrupted build: would delete",
-        "VM 9004 v-protected on pve1: superseded, beyond retainPrevious=1: in use (protection is on), kept",
-        "VM 9010 retired-image-v3 on pve1: superseded, image no longer configured: would delete",
-        "dry run: nothing was deleted; run again with --apply to delete the VMs marked 'would delete'",
-    ]
+        f"Proxmox templates on {runner.env()['PROXMOX_VE_ENDPOINT']} (VM IDs 9000-9049):",
+        "  VM 9000 v0-oldest on pve1: superseded, beyond retainPrevious=1: would delete",
+        "  VM 9003 crashed-build on pve1: leftover of a failed or interrupted build: would delete",
+        "  VM 9004 v-protected on pve1: superseded, beyond retainPrevious=1: in use (protection is on), kept",
+        "  VM 9010 retired-image-v3 on pve1: superseded, image no longer configured: would delete",
+        "  dry run: nothing was deleted; run again with --apply to delete the VMs marked 'would delete'",
+    ], "a stack without the qemu target and without qcow2 files shows no section for them"
     assert set(vms(pve)) == {9000, 9001, 9002, 9003, 9004, 9010, 9020}
 
     pve.fail("DELETE", "/nodes/pve1/qemu/9010", error="base_volume_still_use_linked", times=1)
@@ -91,7 +92,9 @@ def test_gc_with_nothing_to_collect(runner: Runner, root: Any) -> None:
     make_vm(root, 9002, "v2-current", owned_tags(9002, IMAGE, "b"), provenance("2026-03-01T00:00:00Z"), template=True)
     run = gc(runner, "--apply")
     assert run.returncode == 0, run.stderr
-    assert run.stdout.startswith("nothing to collect")
+    assert run.stdout.splitlines()[1:] == [
+        "  nothing to collect: no superseded templates beyond retention and no failed-build leftovers"
+    ]
 
 
 def test_gc_without_a_token_says_how_to_provide_it(runner: Runner) -> None:

@@ -27,8 +27,10 @@ import pytest
 
 from homelab_images.contract.artifact import ArtifactSpec
 from homelab_images.contract.commands import QEMU_CREATE_COMMAND, QEMU_DELETE_COMMAND, QEMU_UPDATE_COMMAND
+from homelab_images.contract.gc_request import ArtifactGc, ArtifactImage
 from homelab_images.core.config import load_config
 from homelab_images.core.plan import plan_stack
+from homelab_images.runner.artifact_gc import find_artifacts
 from tests.engine import Run
 from tests.runner.conftest import COMMAND_TIMEOUT, REPO, STAND_IN_PACKER
 from tests.runner.test_engine_fidelity import alive, poll
@@ -141,6 +143,16 @@ def qemu(tmp_path: Path) -> Iterator[QemuRunner]:
     emulator.write_text("#!/bin/sh\necho 'QEMU emulator version 7.2.0 (stand-in)'\n")
     emulator.chmod(0o755)
     yield QemuRunner(tmp_path, _spec(tmp_path))
+
+
+def _gc_findings(qemu: QemuRunner, fingerprint: str, retain: int) -> list[tuple[Path, str]]:
+    """What `homelab-images gc` finds in the artifact directory these builds used."""
+    request = ArtifactGc(
+        artifact_dir=str(qemu.root / "artifacts"),
+        images=[ArtifactImage(name=qemu.spec.image, fingerprint=fingerprint)],
+        retain_previous=retain,
+    )
+    return [(entry.directory, entry.reason) for entry in find_artifacts(request, qemu.root).entries]
 
 
 def _qemu_img(*args: str) -> subprocess.CompletedProcess[str]:
@@ -351,6 +363,7 @@ def test_a_version_bump_without_a_content_change_renames_the_file(qemu: QemuRunn
     assert json.loads(Path(result["manifest"]).read_text())["version"] == "1.0.1"
     assert disk.with_name(disk.name + ".sha256").read_text().endswith(f"  {disk.name}\n")
     assert not Path(built.result["path"]).exists()
+    assert _gc_findings(qemu, qemu.spec.fingerprint, 0) == [], "gc knows the renamed file as this image's current one"
 
 
 def test_replacing_keeps_retain_previous_files_and_deletes_older_ones(qemu: QemuRunner) -> None:
@@ -372,6 +385,9 @@ def test_replacing_keeps_retain_previous_files_and_deletes_older_ones(qemu: Qemu
     assert Path(third.result["path"]).is_file()
     assert third.result["retained"] == [second.result["path"]]
     assert foreign.is_dir(), "a directory without this program's manifest is never touched"
+    assert _gc_findings(qemu, runs[2][0].fingerprint, 0) == [
+        (Path(second.result["path"]).parent, "superseded, beyond retainPrevious=0")
+    ], "gc proves the build's own directories this image's, and lists nothing else"
 
     destroyed = qemu.delete(third, runs[2][0])
     assert destroyed.returncode == 0, destroyed.stderr

@@ -216,12 +216,12 @@ def test_a_leftover_clone_is_removed_before_its_template(runner: Runner, pve: An
     clone_tags = stack_tags(9001, spec.image, "e" * 64, SMOKE_TAG, pending=True)
     root.nodes("pve1").qemu(9001).config.put(tags=clone_tags)
     root.nodes("pve1").qemu(9001).status.start.post()
-    listed = gc(runner).stdout.splitlines()
+    listed = gc(runner).stdout.splitlines()[1:]
     assert (
         listed[0]
-        == "VM 9001 leftover-smoke on pve1: smoke-test clone left by a failed or interrupted build: would delete"
+        == "  VM 9001 leftover-smoke on pve1: smoke-test clone left by a failed or interrupted build: would delete"
     )
-    assert listed[1].startswith("VM 9000 "), "gc, too, removes the clone before its template"
+    assert listed[1].startswith("  VM 9000 "), "gc, too, removes the clone before its template"
     run = runner.create()
     assert run.returncode == 0, run.stderr
     first = run.stderr.index("earlier failed or interrupted build: VM 9001")
