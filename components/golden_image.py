@@ -1,4 +1,8 @@
-"""GoldenImage: the build and the template of one image, wired together.
+"""GoldenImage: the builds of one image and what they leave, wired together.
+
+With proxmox-iso (or importFrom) the image has a Proxmox template: its build and
+the template read back from Proxmox. With qemu it has a qcow2 file built on this
+machine (QemuArtifact). An image built for qemu only declares nothing on Proxmox.
 
 The kickstart is rendered and checked by the plan before any resource is
 declared (an invalid one stops the preview); it travels inside the build spec.
@@ -20,6 +24,7 @@ from components.iso_file import IsoFile
 from components.packer_build import PackerBuild, PackerBuildArgs
 from components.proxmox_template import ProxmoxTemplate, ProxmoxTemplateArgs
 from components.qemu_artifact import QemuArtifact, artifact_output
+from homelab_images.contract.build_spec import BuildSpec
 from homelab_images.core.packer_template import SCSI_CONTROLLER
 from homelab_images.core.plan import ImagePlan, plan_for_node
 from homelab_images.core.versioning import content_fingerprint, former_versions
@@ -28,18 +33,26 @@ OUTPUTS_SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
-class GoldenImageArgs:
-    plan: ImagePlan
-    isos: Mapping[str, IsoFile]
-    """The installer ISO on each node that builds the image; none when its template is imported (importFrom)."""
+class ProxmoxAccess:
+    """Where and with which credentials the image's Proxmox template is built and read back."""
+
     endpoint: str
     api_token: pulumi.Output[str]
     owner_key: pulumi.Output[str]
     provider: pulumi.ProviderResource
     shared_storage: bool = False
     replica_nodes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GoldenImageArgs:
+    plan: ImagePlan
+    proxmox: ProxmoxAccess | None
+    """Required when the image has a Proxmox template; None for an image built for qemu only."""
+    isos: Mapping[str, IsoFile] = field(default_factory=dict)
+    """The installer ISO on each node that builds the image; none when its template is imported (importFrom)."""
     lock_versions: Mapping[str, str] = field(default_factory=dict)
-    """This image's entry of the version lock: version -> content fingerprint."""
+    """The version lock's records of this image's template (proxmox-iso): version -> content fingerprint."""
 
 
 @dataclass(frozen=True)
@@ -49,19 +62,38 @@ class _NodeTemplate:
 
 
 class GoldenImage(pulumi.ComponentResource):
-    template: pulumi.Output[dict[str, Any]]
+    template: pulumi.Output[dict[str, Any]] | None
+    """The ``templates`` output's entry; None for an image built for qemu only (no Proxmox resource at all)."""
+    artifacts: pulumi.Output[dict[str, Any]] | None
+    """The ``artifacts`` output's entry; None without the qemu target."""
 
     def __init__(self, name: str, args: GoldenImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("homelab:images:GoldenImage", name, None, opts)
         plan = args.plan
+        outputs: dict[str, Any] = {}
+        self.template = None
+        if plan.build_spec is not None:
+            if args.proxmox is None:
+                raise ValueError(f"image {plan.name} has a Proxmox template but no Proxmox access was given")
+            self.template = self._template(name, plan, plan.build_spec, args.proxmox, args)
+            outputs["template"] = self.template
+        self.artifacts = None
+        if plan.qemu is not None:
+            self.qemu = QemuArtifact(f"{name}-qemu", plan.qemu.spec, pulumi.ResourceOptions(parent=self))
+            self.artifacts = self.qemu.result.apply(lambda result: {"qemu": artifact_output(result)})
+            outputs["artifacts"] = self.artifacts
+        self.register_outputs(outputs)
+
+    def _template(
+        self, name: str, plan: ImagePlan, spec: BuildSpec, proxmox: ProxmoxAccess, args: GoldenImageArgs
+    ) -> pulumi.Output[dict[str, Any]]:
         # The build node's resources keep their names when replicas are added or removed.
-        primary = self._build_on(name, plan, args)
+        primary = self._build_on(name, plan, proxmox, args.isos)
         replicas = {
-            node: self._build_on(f"{name}-{node}", plan_for_node(plan, node), args) for node in args.replica_nodes
+            node: self._build_on(f"{name}-{node}", plan_for_node(plan, node), proxmox, args.isos)
+            for node in proxmox.replica_nodes
         }
-        self.build = primary.build
-        self.proxmox_template = primary.template
-        per_node = {plan.build_spec.node: primary, **replicas} if replicas else {}
+        per_node = {spec.node: primary, **replicas} if replicas else {}
         node_outputs = pulumi.Output.all(
             *(
                 pulumi.Output.all(node, copy.template.vm_id, copy.template.name, copy.build.result)
@@ -81,30 +113,25 @@ class GoldenImage(pulumi.ComponentResource):
                 node,
                 template_name,
                 result,
-                shared=args.shared_storage,
+                shared=proxmox.shared_storage,
                 nodes=nodes,
                 lock_versions=args.lock_versions,
             )
 
-        self.template = pulumi.Output.all(
+        return pulumi.Output.all(
             primary.template.vm_id, primary.template.node, primary.template.name, primary.build.result, node_outputs
         ).apply(entry)
-        outputs: dict[str, Any] = {"template": self.template}
-        self.artifacts: pulumi.Output[dict[str, Any]] | None = None
-        if plan.qemu is not None:
-            self.qemu = QemuArtifact(f"{name}-qemu", plan.qemu.spec, pulumi.ResourceOptions(parent=self))
-            self.artifacts = self.qemu.result.apply(lambda result: {"qemu": artifact_output(result)})
-            outputs["artifacts"] = self.artifacts
-        self.register_outputs(outputs)
 
-    def _build_on(self, name: str, plan: ImagePlan, args: GoldenImageArgs) -> _NodeTemplate:
-        node = plan.build_spec.node
+    def _build_on(
+        self, name: str, plan: ImagePlan, proxmox: ProxmoxAccess, isos: Mapping[str, IsoFile]
+    ) -> _NodeTemplate:
+        spec = plan.template_build
         build = PackerBuild(
             f"{name}-build",
             PackerBuildArgs(
-                spec=plan.build_spec, endpoint=args.endpoint, api_token=args.api_token, owner_key=args.owner_key
+                spec=spec, endpoint=proxmox.endpoint, api_token=proxmox.api_token, owner_key=proxmox.owner_key
             ),
-            pulumi.ResourceOptions(parent=self, depends_on=[args.isos[node]] if node in args.isos else []),
+            pulumi.ResourceOptions(parent=self, depends_on=[isos[spec.node]] if spec.node in isos else []),
         )
         template = ProxmoxTemplate(
             f"{name}-template",
@@ -113,7 +140,7 @@ class GoldenImage(pulumi.ComponentResource):
                 fingerprint=plan.fingerprint,
                 vm_id=build.vm_id,
                 node=build.node,
-                provider=args.provider,
+                provider=proxmox.provider,
                 build=build.command,
             ),
             pulumi.ResourceOptions(parent=self),
@@ -142,7 +169,7 @@ def template_output(
 ) -> dict[str, Any]:
     """One entry of the ``templates`` stack output (docs/outputs-contract.md)."""
     hardware = plan.image.hardware
-    storage = plan.build_spec.vm_storage
+    storage = plan.template_build.vm_storage
     lock = lock_versions or {}
     content = content_fingerprint(plan.fingerprint_parts)
     entry: dict[str, Any] = {

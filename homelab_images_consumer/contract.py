@@ -31,6 +31,10 @@ class ImageNotFoundError(TemplateResolutionError):
     """No image of that name is exported."""
 
 
+class NoTemplateError(ImageNotFoundError):
+    """The image is exported, but only as a qcow2 file (``targets: [qemu]``): it has no Proxmox template."""
+
+
 class VersionNotFoundError(TemplateResolutionError):
     """The image exists, but no template of it has (or had) that version."""
 
@@ -84,7 +88,8 @@ def select_template(
     node: str | None = None,
     stack_name: str = "the images stack",
 ) -> TemplateRef:
-    """The template of ``image`` in an images stack's ``outputs`` (its ``schemaVersion`` and ``templates``).
+    """The template of ``image`` in an images stack's ``outputs`` (its ``schemaVersion``, ``templates`` and,
+    to explain a missing template, ``artifacts``).
 
     ``version`` pins a version: the newest build on ``node`` that has or had that
     version label, else the current template. ``node`` is where the clone will run.
@@ -134,6 +139,12 @@ def _image(outputs: Mapping[str, Any], image: str, stack_name: str) -> Mapping[s
     current = templates.get(image)
     if not isinstance(current, Mapping):
         known = ", ".join(sorted(templates)) or "none"
+        artifacts = outputs.get("artifacts")
+        if isinstance(artifacts, Mapping) and image in artifacts:
+            raise NoTemplateError(
+                f"{stack_name}: image {image!r} has no Proxmox template: its targets do not include proxmox-iso, "
+                f"so the stack exports it only as a file (output 'artifacts'); images with a template: {known}"
+            )
         raise ImageNotFoundError(f"{stack_name} exports no image {image!r}; images it exports: {known}")
     return current
 

@@ -43,12 +43,13 @@ def _with_outputs(stack: pulumi.StackReference, pick: Callable[[Mapping[str, Any
 
 def _outputs(stack: pulumi.StackReference) -> pulumi.Output[tuple[dict[str, Any], str]]:
     def collect(values: list[Any]) -> tuple[dict[str, Any], str]:
-        name, schema_version, templates = values
-        outputs = {"schemaVersion": schema_version, "templates": templates}
+        name, schema_version, templates, artifacts = values
+        outputs = {"schemaVersion": schema_version, "templates": templates, "artifacts": artifacts}
         return {key: value for key, value in outputs.items() if value is not None}, f"stack {name!r}"
 
-    # Two named outputs rather than ``stack.outputs``: a secret anywhere in the
-    # images stack would otherwise make every VM ID here a secret too.
-    return pulumi.Output.all(stack.name, stack.get_output("schemaVersion"), stack.get_output("templates")).apply(
-        collect
-    )
+    # Named outputs rather than ``stack.outputs``: a secret anywhere in the
+    # images stack would otherwise make every VM ID here a secret too. ``artifacts``
+    # only explains an image that has no template (built for qemu only).
+    return pulumi.Output.all(
+        stack.name, stack.get_output("schemaVersion"), stack.get_output("templates"), stack.get_output("artifacts")
+    ).apply(collect)

@@ -11,9 +11,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from homelab_images.contract.commands import RUNNER_MODULE, TOKEN_VAR
-from homelab_images.contract.fingerprint_parts import ALWAYS_PRESENT
-from homelab_images.contract.packer_files import embedded_kickstart, proxmox_source
+from homelab_images.contract.commands import QEMU_RUNNER_MODULE, RUNNER_MODULE, TOKEN_VAR
+from homelab_images.contract.fingerprint_parts import ALWAYS_PRESENT, QEMU_ALWAYS_PRESENT
+from homelab_images.contract.packer_files import KICKSTART_FILE, embedded_kickstart, proxmox_source
+from homelab_images.contract.qemu_plugin import SOURCE_TYPE as QEMU_SOURCE_TYPE
 
 COMMAND_TYPE = "command:local:Command"
 SECRET_ENVIRONMENT = (TOKEN_VAR,)
@@ -28,17 +29,37 @@ CREDENTIAL_PATTERNS = (
 )
 
 
-def is_image_build(resource_type: str, props: Mapping[str, Any]) -> bool:
-    return resource_type == COMMAND_TYPE and RUNNER_MODULE in str(props.get("create", ""))
+def build_target(resource_type: str, props: Mapping[str, Any]) -> str | None:
+    """Which target an image build builds (proxmox-iso or qemu); None for any other resource."""
+    if resource_type != COMMAND_TYPE:
+        return None
+    create = str(props.get("create", ""))
+    # The qemu runner's module name starts with the proxmox-iso runner's: test it first.
+    if QEMU_RUNNER_MODULE in create:
+        return "qemu"
+    return "proxmox-iso" if RUNNER_MODULE in create else None
 
 
-def _build_source(props: Mapping[str, Any]) -> tuple[dict[str, Any], str] | None:
-    """The proxmox-iso source and the embedded kickstart of a build's spec (stdin), if readable."""
+def _qemu_source(template: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    (source,) = template["source"][QEMU_SOURCE_TYPE].values()
+    if "http_content" in source:
+        return source, str(source["http_content"]["/" + KICKSTART_FILE])
+    return source, str(source["cd_content"][KICKSTART_FILE])
+
+
+def _build_source(props: Mapping[str, Any], target: str) -> tuple[dict[str, Any], str] | None:
+    """The build's Packer source and the embedded kickstart of its spec (stdin), if readable."""
     try:
         template = json.loads(str(props.get("stdin", "")))["packer_template"]
+        if target == "qemu":
+            return _qemu_source(template)
         return proxmox_source(template), embedded_kickstart(template)
     except (ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None
+
+
+def _unreadable(target: str) -> list[str]:
+    return [f"the build's spec (stdin) does not carry a {target} source"]
 
 
 def no_plaintext_secrets(resource_type: str, props: Mapping[str, Any]) -> list[str]:
@@ -59,35 +80,43 @@ def no_plaintext_secrets(resource_type: str, props: Mapping[str, Any]) -> list[s
 
 
 def uefi_firmware(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    if not is_image_build(resource_type, props):
+    target = build_target(resource_type, props)
+    if target is None:
         return []
-    found = _build_source(props)
+    found = _build_source(props, target)
     if found is None:
-        return ["the build's spec (stdin) does not carry a proxmox-iso source"]
+        return _unreadable(target)
     source, _ = found
+    if target == "qemu":
+        if source.get("efi_boot") is not True or not source.get("efi_firmware_code"):
+            return ["qcow2 images must be built for UEFI: efi_boot = true with OVMF firmware (efi_firmware_code)"]
+        return []
     if source.get("bios") != "ovmf" or "efi_config" not in source:
         return ["templates must be built for UEFI: bios = ovmf with an efi_config"]
     return []
 
 
 def selinux_enforcing(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    if not is_image_build(resource_type, props):
+    target = build_target(resource_type, props)
+    if target is None:
         return []
-    found = _build_source(props)
+    found = _build_source(props, target)
     if found is None or not re.search(r"^selinux\s+--enforcing\s*$", found[1], re.M):
         return ["the kickstart must set `selinux --enforcing`"]
     return []
 
 
 def guest_agent(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    if not is_image_build(resource_type, props):
+    target = build_target(resource_type, props)
+    if target is None:
         return []
-    found = _build_source(props)
+    found = _build_source(props, target)
     if found is None:
-        return ["the build's spec (stdin) does not carry a proxmox-iso source"]
+        return _unreadable(target)
     source, kickstart = found
     violations = []
-    if source.get("qemu_agent") is not True:
+    # The qemu builder has no agent device to enable: the hypervisor that runs the qcow2 adds it.
+    if target == "proxmox-iso" and source.get("qemu_agent") is not True:
         violations.append("the template must enable the QEMU guest agent (qemu_agent = true)")
     if not re.search(r"^qemu-guest-agent\s*$", kickstart, re.M):
         violations.append("the kickstart must install the qemu-guest-agent package")
@@ -95,11 +124,13 @@ def guest_agent(resource_type: str, props: Mapping[str, Any]) -> list[str]:
 
 
 def build_triggers(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    if not is_image_build(resource_type, props):
+    target = build_target(resource_type, props)
+    if target is None:
         return []
     triggers = props.get("triggers") or []
     parts = triggers[0] if triggers and isinstance(triggers[0], Mapping) else {}
-    missing = [part for part in ALWAYS_PRESENT if not parts.get(part)]
+    required = QEMU_ALWAYS_PRESENT if target == "qemu" else ALWAYS_PRESENT
+    missing = [part for part in required if not parts.get(part)]
     if missing:
         return [f"the build's triggers must carry the fingerprint parts; missing: {', '.join(missing)}"]
     return []

@@ -16,6 +16,7 @@ from policy.homelab_policies import (
     uefi_firmware,
 )
 from tests.pulumi_harness import run_program, unwrap_secrets
+from tests.stack_files import image, mutated_config
 
 CHECKS = [no_plaintext_secrets, uefi_firmware, selinux_enforcing, guest_agent, build_triggers]
 TYPE = "command:local:Command"
@@ -93,3 +94,48 @@ def test_missing_triggers_are_a_violation(build_props: dict[str, Any]) -> None:
 
 def test_other_resources_are_not_judged() -> None:
     assert all(check("proxmoxve:download/file:File", {"url": "https://x"}) == [] for check in CHECKS)
+
+
+def _qemu_only(config: dict[str, Any]) -> None:
+    image(config)["targets"] = ["qemu"]
+    config["homelab-images:build"]["strictVersioning"] = False
+
+
+@pytest.fixture(scope="module")
+def qemu_props() -> dict[str, Any]:
+    run = run_program(config=mutated_config(_qemu_only), secrets={}, owner_key=None)
+    (command,) = run.of_type(TYPE)
+    return dict(unwrap_secrets(command.inputs))
+
+
+def _with_qemu_source(props: dict[str, Any], change: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(props)
+    spec = json.loads(changed["stdin"])
+    (source,) = spec["packer_template"]["source"]["qemu"].values()
+    change(source)
+    changed["stdin"] = json.dumps(spec)
+    return changed
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_a_qemu_build_passes_every_policy(qemu_props: dict[str, Any], check: Any) -> None:
+    """The qemu build is judged as what it is, not as a proxmox-iso build without its source."""
+    assert check(TYPE, qemu_props) == []
+
+
+def test_a_qemu_build_without_uefi_or_enforcing_selinux_is_a_violation(qemu_props: dict[str, Any]) -> None:
+    def bios(source: dict[str, Any]) -> None:
+        for option in ("efi_boot", "efi_firmware_code", "efi_firmware_vars", "efi_drop_efivars"):
+            source.pop(option)
+
+    def permissive(source: dict[str, Any]) -> None:
+        source["http_content"]["/ks.cfg"] = source["http_content"]["/ks.cfg"].replace("--enforcing", "--permissive")
+
+    assert uefi_firmware(TYPE, _with_qemu_source(qemu_props, bios)) == [
+        "qcow2 images must be built for UEFI: efi_boot = true with OVMF firmware (efi_firmware_code)"
+    ]
+    assert selinux_enforcing(TYPE, _with_qemu_source(qemu_props, permissive))
+    partial = [{k: v for k, v in qemu_props["triggers"][0].items() if k != "firmware"}]
+    assert build_triggers(TYPE, {**qemu_props, "triggers": partial}) == [
+        "the build's triggers must carry the fingerprint parts; missing: firmware"
+    ]

@@ -45,6 +45,7 @@ from homelab_images.core.stackfile import load_stack_file
 from homelab_images.core.stackfile_edit import StackFileEditError
 from homelab_images.core.versioning import (
     content_fingerprint,
+    image_content,
     lock_findings,
     lock_path,
     read_lock,
@@ -65,10 +66,11 @@ def _stack_file(args: argparse.Namespace) -> Path:
 def _plans(config: StackConfig, stack_file: Path) -> list[ImagePlan]:
     plans = plan_stack(config, datetime.now(UTC), kickstart_dir_for(stack_file))
     for plan in plans:
-        try:
-            validate_packer_template(plan.packer_template, plan.kickstart, packer_variables(plan.build_spec))
-        except PackerTemplateInvalid as error:
-            raise CommandFailed(f"image {plan.name}: Packer template: {error}") from None
+        if plan.build_spec is not None:
+            try:
+                validate_packer_template(plan.packer_template, plan.kickstart, packer_variables(plan.build_spec))
+            except PackerTemplateInvalid as error:
+                raise CommandFailed(f"image {plan.name}: Packer template: {error}") from None
         if plan.qemu is not None:
             try:
                 validate_qemu_template(plan.qemu.template, plan.kickstart)
@@ -101,14 +103,18 @@ def _write_plans(plans: Sequence[ImagePlan], out: Path) -> None:
         directory = out / plan.name
         (directory / SCRIPTS_DIR).mkdir(parents=True, exist_ok=True)
         (directory / KICKSTART_FILE).write_text(plan.kickstart, encoding="utf-8")
-        (directory / TEMPLATE_FILE).write_text(json.dumps(plan.packer_template, indent=2) + "\n", encoding="utf-8")
-        written = [KICKSTART_FILE, TEMPLATE_FILE]
-        if plan.qemu is not None:
-            qemu_text = json.dumps(plan.qemu.template, indent=2) + "\n"
-            (directory / QEMU_TEMPLATE_FILE).write_text(qemu_text, encoding="utf-8")
-            written.append(QEMU_TEMPLATE_FILE)
-        else:
-            (directory / QEMU_TEMPLATE_FILE).unlink(missing_ok=True)
+        written = [KICKSTART_FILE]
+        # A template of a target the image no longer has would pass for one it builds.
+        templates = {
+            TEMPLATE_FILE: plan.build_spec.packer_template if plan.build_spec is not None else None,
+            QEMU_TEMPLATE_FILE: plan.qemu.template if plan.qemu is not None else None,
+        }
+        for file_name, template in templates.items():
+            if template is None:
+                (directory / file_name).unlink(missing_ok=True)
+                continue
+            (directory / file_name).write_text(json.dumps(template, indent=2) + "\n", encoding="utf-8")
+            written.append(file_name)
         for name, text in plan.scripts.items():
             (directory / SCRIPTS_DIR / name).write_text(text, encoding="utf-8")
         print(f"{plan.name}: wrote {directory}/{', '.join(written)}, {SCRIPTS_DIR}/")
@@ -134,8 +140,8 @@ def _missing_import_files(config: StackConfig, project_dir: Path) -> list[str]:
 def cmd_validate(args: argparse.Namespace) -> int:
     path, config, plans = _load(args)
     for plan in plans:
-        templates = "Packer templates" if plan.qemu is not None else "Packer template"
-        print(f"{plan.name} v{plan.image.version}: kickstart and {templates} valid")
+        templates = "Packer templates" if len(plan.targets) > 1 else "Packer template"
+        print(f"{plan.name} v{plan.image.version}: kickstart and {templates} valid ({', '.join(plan.targets)})")
     for problem in _missing_import_files(config, path.resolve().parent):
         print(f"warning: {problem}", file=sys.stderr)
     findings = [str(finding) for finding in lock_findings(read_lock(lock_path(path)), plans)]
@@ -148,30 +154,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _target_fingerprints(plan: ImagePlan) -> dict[str, tuple[str, dict[str, str]]]:
-    """Per target of the image, its fingerprint and all its parts."""
-    targets = {"proxmox-iso": (plan.fingerprint, plan.fingerprint_parts)}
-    if plan.qemu is not None:
-        targets["qemu"] = (plan.qemu.fingerprint, plan.qemu.fingerprint_parts)
-    return targets
-
-
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     _, _, plans = _load(args)
     result: dict[str, dict[str, object]] = {}
     for plan in plans:
         targets: dict[str, dict[str, object]] = {}
-        for target, (fingerprint, parts) in _target_fingerprints(plan).items():
-            targets[target] = {"fingerprint": fingerprint}
+        for target, (fingerprint, parts) in plan.targets.items():
+            # What the lock file records for the version: the fingerprint without its freshness part.
+            targets[target] = {"fingerprint": fingerprint, "lockDigest": content_fingerprint(parts)}
             if args.explain:
                 targets[target]["parts"] = {
                     name: digest for name, digest in parts.items() if name in TARGET_PART_NAMES[target]
                 }
+        # At the top, the first target's: the template's (proxmox-iso), or the qcow2's for an image built for qemu only.
+        fingerprint, parts = next(iter(plan.targets.values()))
         entry: dict[str, object] = {
             "version": plan.image.version,
-            "fingerprint": plan.fingerprint,
-            # What the lock file records for the version: the fingerprint without its freshness part.
-            "lockDigest": content_fingerprint(plan.fingerprint_parts),
+            "fingerprint": fingerprint,
+            "lockDigest": content_fingerprint(parts),
             "targets": targets,
         }
         if args.explain:
@@ -187,6 +187,11 @@ def cmd_spec(args: argparse.Namespace) -> int:
     if args.image not in names:
         raise CommandFailed(f"no image {args.image!r} in the stack; images: {', '.join(names)}")
     plan = next(plan for plan in plans if plan.name == args.image)
+    if plan.build_spec is None:
+        raise CommandFailed(
+            f"image {args.image} is built for qemu only (targets: [qemu]): it has no Proxmox template, "
+            "so no proxmox-iso build spec"
+        )
     print(plan.build_spec.to_json())
     return 0
 
@@ -202,7 +207,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     path, _, plans = _load(args)
     lock_file = lock_path(path)
     if args.update:
-        current = {plan.name: (plan.image.version, content_fingerprint(plan.fingerprint_parts)) for plan in plans}
+        current = {plan.name: (plan.image.version, image_content(plan)) for plan in plans}
         try:
             write_lock(lock_file, updated_lock(read_lock(lock_file), current))
         except ValueError as error:
@@ -252,7 +257,7 @@ def gc_request(config: StackConfig, stack_file: Path) -> GcRequest:
         ca_bundle=config.proxmox.ca_bundle,
         insecure=config.insecure,
         project_dir=str(stack_file.resolve().parent),
-        images=[image.name for image in config.images if "proxmox-iso" in image.targets],
+        images=[image.name for image in config.images if image.has_template],
         retain_previous=config.build.retain_previous,
         vm_id_range=IdRange(first=config.proxmox.vm_id_range.first, last=config.proxmox.vm_id_range.last),
         artifacts=ArtifactGc(

@@ -16,3 +16,5 @@ ARTIFACT_PART = "artifact"
 # The proxmox-iso build's parts, which are also its triggers; freshness only with rebuildEvery.
 PART_NAMES = SHARED_PART_NAMES + TARGET_PART_NAMES["proxmox-iso"]
 ALWAYS_PRESENT = tuple(name for name in PART_NAMES if name != FRESHNESS_PART)
+# The same for the qemu build.
+QEMU_ALWAYS_PRESENT = tuple(name for name in SHARED_PART_NAMES + TARGET_PART_NAMES["qemu"] if name != FRESHNESS_PART)

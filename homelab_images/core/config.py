@@ -228,17 +228,17 @@ DirectoryPath = Annotated[str, AfterValidator(_directory_path)]
 # template there; qemu installs on the machine that runs the build and leaves a
 # qcow2 file.
 Target = Literal["proxmox-iso", "qemu"]
+# The target that makes the Proxmox template; an image without it declares nothing on Proxmox.
+TEMPLATE_TARGET: Target = "proxmox-iso"
 
 
-def _targets_make_a_template(targets: list[Target]) -> list[Target]:
+def _targets_once(targets: list[Target]) -> list[Target]:
     if len(set(targets)) != len(targets):
         raise ValueError(f"lists a target twice: {', '.join(targets)}")
-    if "proxmox-iso" not in targets:
-        raise ValueError("must include proxmox-iso, which builds the Proxmox template; qemu adds a qcow2 file")
     return targets
 
 
-Targets = Annotated[list[Target], AfterValidator(_targets_make_a_template)]
+Targets = Annotated[list[Target], AfterValidator(_targets_once)]
 
 
 def _proxmox_iso_only() -> list[Target]:
@@ -458,6 +458,11 @@ class Image(Model):
         return f"{self.name}-v{self.version}"
 
     @property
+    def has_template(self) -> bool:
+        """The image has a Proxmox template (built by proxmox-iso, or imported with importFrom)."""
+        return TEMPLATE_TARGET in self.targets
+
+    @property
     def install_repositories(self) -> dict[str, str]:
         """The repositories Anaconda installs from (name -> base URL); none when it installs from the ISO."""
         if self.install_mirror is None:
@@ -484,12 +489,6 @@ class Image(Model):
                 f"hardware.diskGiB ({self.hardware.disk_gib}) is too small for the partitions "
                 f"(EFI + /boot + rootMinGiB need {-(-needed_mib // 1024)} GiB)"
             )
-        return self
-
-    @model_validator(mode="after")
-    def _imports_or_builds(self) -> Image:
-        if self.import_from is not None and "qemu" in self.targets:
-            raise ValueError("importFrom makes the template from a qcow2 built elsewhere: drop qemu from targets")
         return self
 
     @model_validator(mode="after")
@@ -626,6 +625,11 @@ def _cross_checks(config: StackConfig) -> list[str]:
                 f"{images_key}[{index}].name: {image.name!r} is used twice (also images[{seen[image.name]}])"
             )
         seen.setdefault(image.name, index)
+        if image.import_from is not None and image.targets != [TEMPLATE_TARGET]:
+            problems.append(
+                f"{images_key}[{index}].targets: expected [{TEMPLATE_TARGET}] with importFrom, which makes the "
+                f"Proxmox template from a qcow2 built elsewhere; got [{', '.join(image.targets)}]"
+            )
         known = isos.setdefault(image.iso.file_name, image.iso)
         if known != image.iso:
             problems.append(
@@ -646,12 +650,14 @@ def _cross_checks(config: StackConfig) -> list[str]:
     ids = proxmox.vm_id_range
     # Per image and node: the current template, the retained ones, the next build and its smoke-test clone.
     smoke_clone = 1 if config.build.smoke_test else 0
-    needed = len(config.images) * len(nodes) * (config.build.retain_previous + 2 + smoke_clone)
+    # An image built for qemu only has no template, so it takes no VM ID.
+    templates = sum(1 for image in config.images if image.has_template)
+    needed = templates * len(nodes) * (config.build.retain_previous + 2 + smoke_clone)
     if ids.last - ids.first + 1 < needed:
         problems.append(
-            f"{PROJECT}:proxmox.vmIdRange: holds {ids.last - ids.first + 1} IDs; {len(config.images)} image(s) on "
-            f"{len(nodes)} node(s) with retainPrevious={config.build.retain_previous} need at least {needed} "
-            f"(current, retained, next build{', its smoke-test clone' if smoke_clone else ''})"
+            f"{PROJECT}:proxmox.vmIdRange: holds {ids.last - ids.first + 1} IDs; {templates} image(s) with a "
+            f"template on {len(nodes)} node(s) with retainPrevious={config.build.retain_previous} need at least "
+            f"{needed} (current, retained, next build{', its smoke-test clone' if smoke_clone else ''})"
         )
     return problems
 

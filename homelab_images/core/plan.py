@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from homelab_images.contract.artifact import ArtifactHardware, ArtifactSpec
 from homelab_images.contract.build_spec import BuildSpec, IdRange, ImportSource
@@ -27,7 +27,7 @@ from homelab_images.contract.packer_files import (
 )
 from homelab_images.contract.qemu_plugin import PLUGIN_SOURCE as QEMU_PLUGIN_SOURCE
 from homelab_images.contract.qemu_plugin import PLUGIN_VERSION as QEMU_PLUGIN_VERSION
-from homelab_images.core.config import Image, StackConfig
+from homelab_images.core.config import TEMPLATE_TARGET, Image, StackConfig
 from homelab_images.core.fingerprint import combine, fingerprint_parts, qemu_parts, shared_parts
 from homelab_images.core.kickstart import (
     BUILD_KEY_PLACEHOLDER,
@@ -77,40 +77,78 @@ class QemuPlan:
         return self.spec.fingerprint
 
 
+class TargetFingerprint(NamedTuple):
+    fingerprint: str
+    parts: dict[str, str]
+
+
+class NoTemplateTarget(ValueError):
+    """The image is built for qemu only: it has no Proxmox template, so no proxmox-iso build."""
+
+
 @dataclass(frozen=True)
 class ImagePlan:
-    """An image's config, its rendered kickstart and the build spec that carries everything else."""
+    """An image's config, its rendered kickstart and the build specs of its targets."""
 
     image: Image
     kickstart: str
-    build_spec: BuildSpec
+    build_spec: BuildSpec | None
+    """The proxmox-iso build (or the import of ``importFrom``) that makes the Proxmox template;
+    None for an image built for qemu only."""
     qemu: QemuPlan | None = None
-    """The qemu target, when the image lists it. ``fingerprint_parts`` and
-    ``fingerprint`` above are the proxmox-iso target's."""
+    """The qemu target, when the image lists it."""
+
+    @property
+    def targets(self) -> dict[str, TargetFingerprint]:
+        """Per target of the image, its fingerprint and parts; the template's target first."""
+        targets: dict[str, TargetFingerprint] = {}
+        if self.build_spec is not None:
+            targets[TEMPLATE_TARGET] = TargetFingerprint(self.build_spec.fingerprint, self.build_spec.fingerprint_parts)
+        if self.qemu is not None:
+            targets["qemu"] = TargetFingerprint(self.qemu.fingerprint, self.qemu.fingerprint_parts)
+        return targets
 
     @property
     def shared_fingerprint_parts(self) -> dict[str, str]:
-        return {name: digest for name, digest in self.fingerprint_parts.items() if name in SHARED_PART_NAMES}
+        """The parts every target shares (the same in each target's fingerprint)."""
+        _, parts = next(iter(self.targets.values()))
+        return {name: digest for name, digest in parts.items() if name in SHARED_PART_NAMES}
 
     @property
     def name(self) -> str:
         return self.image.name
 
     @property
+    def installs_on_proxmox(self) -> bool:
+        """Proxmox boots the image's installer ISO: a proxmox-iso build (not an importFrom import)."""
+        return self.build_spec is not None and self.build_spec.import_from is None
+
+    @property
+    def template_build(self) -> BuildSpec:
+        """The build spec of the Proxmox template; only for an image that has one."""
+        if self.build_spec is None:
+            raise NoTemplateTarget(f"image {self.name} is built for qemu only: it has no Proxmox template")
+        return self.build_spec
+
+    @property
     def packer_template(self) -> dict[str, Any]:
-        return self.build_spec.packer_template
+        return self.template_build.packer_template
 
     @property
     def scripts(self) -> dict[str, str]:
-        return self.build_spec.scripts
+        if self.build_spec is None and self.qemu is not None:
+            return self.qemu.spec.scripts
+        return self.template_build.scripts
 
     @property
     def fingerprint_parts(self) -> dict[str, str]:
-        return self.build_spec.fingerprint_parts
+        """The proxmox-iso target's."""
+        return self.template_build.fingerprint_parts
 
     @property
     def fingerprint(self) -> str:
-        return self.build_spec.fingerprint
+        """The proxmox-iso target's: the one the template carries."""
+        return self.template_build.fingerprint
 
 
 def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: Path = KICKSTART_DIR) -> ImagePlan:
@@ -121,6 +159,24 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
     kickstart = render_kickstart(image, template_dir=kickstart_dir)
     validate_kickstart(kickstart)
     scripts = provisioning_scripts(kickstart_dir / "scripts")
+    spec = template_build_spec(config, image, kickstart, scripts, now) if image.has_template else None
+    qemu = None
+    if "qemu" in image.targets:
+        inputs = qemu_fingerprint_inputs(image, config.build)
+        qemu_fingerprint_parts = {
+            **shared_parts(image, kickstart, scripts, now),
+            **qemu_parts(inputs.builder, QEMU_PLUGIN_VERSION, inputs.firmware, inputs.disk_format),
+        }
+        qemu_fingerprint = combine(qemu_fingerprint_parts)
+        qemu_template = render_qemu_template(image, config.build, kickstart)
+        qemu = QemuPlan(artifact_spec(config, image, qemu_fingerprint, qemu_fingerprint_parts, qemu_template, scripts))
+    return ImagePlan(image, kickstart, spec, qemu)
+
+
+def template_build_spec(
+    config: StackConfig, image: Image, kickstart: str, scripts: dict[str, str], now: datetime
+) -> BuildSpec:
+    """The runner's spec for the image's Proxmox template: a proxmox-iso build, or the import of importFrom."""
     template = render_packer_template(image, config.proxmox, config.build, kickstart, config.insecure)
     parts = fingerprint_parts(
         image,
@@ -148,7 +204,7 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
             disk_bus=hardware.disk_bus,
             scsi_controller=SCSI_CONTROLLER,
         )
-    spec = BuildSpec(
+    return BuildSpec(
         image=image.name,
         version=image.version,
         template_name=image.template_name,
@@ -175,17 +231,6 @@ def plan_image(config: StackConfig, image: Image, now: datetime, kickstart_dir: 
         keep_failed_templates=config.build.keep_failed_templates,
         import_from=import_from,
     )
-    qemu = None
-    if "qemu" in image.targets:
-        inputs = qemu_fingerprint_inputs(image, config.build)
-        qemu_fingerprint_parts = {
-            **shared_parts(image, kickstart, scripts, now),
-            **qemu_parts(inputs.builder, QEMU_PLUGIN_VERSION, inputs.firmware, inputs.disk_format),
-        }
-        qemu_fingerprint = combine(qemu_fingerprint_parts)
-        qemu_template = render_qemu_template(image, config.build, kickstart)
-        qemu = QemuPlan(artifact_spec(config, image, qemu_fingerprint, qemu_fingerprint_parts, qemu_template, scripts))
-    return ImagePlan(image, kickstart, spec, qemu)
 
 
 def packer_variables(spec: BuildSpec) -> dict[str, Any]:
@@ -247,5 +292,5 @@ def plan_for_node(plan: ImagePlan, node: str) -> ImagePlan:
     template = copy.deepcopy(plan.packer_template)
     for source in proxmox_sources(template).values():
         source["node"] = node
-    spec = plan.build_spec.replace(node=node, packer_template=template)
+    spec = plan.template_build.replace(node=node, packer_template=template)
     return dataclasses.replace(plan, build_spec=spec)

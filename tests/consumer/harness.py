@@ -21,7 +21,7 @@ import pulumi
 import yaml
 from pulumi.runtime import settings as pulumi_settings
 
-from homelab_images.core.config import load_config
+from homelab_images.core.config import TEMPLATE_TARGET, load_config
 from homelab_images.core.plan import plan_stack
 from homelab_images.core.versioning import content_fingerprint, write_lock
 from homelab_images_consumer import TemplateRef, resolve_template
@@ -316,7 +316,8 @@ def images_stack_outputs(
     versions = dict(lock) if lock is not None else {image["version"]: content_of(config)}
     project_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(FIXTURE_STACK_FILE, project_dir / "Pulumi.homelab.yaml")
-    write_lock(project_dir / "Pulumi.homelab.lock.json", {IMAGE: versions})
+    template_records = {version: {TEMPLATE_TARGET: content} for version, content in versions.items()}
+    write_lock(project_dir / "Pulumi.homelab.lock.json", {IMAGE: template_records})
 
     def result(inputs: Mapping[str, Any], _: int) -> dict[str, Any]:
         node = json.loads(inputs["stdin"])["node"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from homelab_images_consumer import (
     ImageNotFoundError,
     NodeNotAvailableError,
+    NoTemplateError,
     TemplateRef,
     UnsupportedSchemaError,
     VersionNotFoundError,
@@ -18,6 +20,7 @@ from homelab_images_consumer import (
 )
 from tests.consumer.harness import IMAGE, images_outputs, resolve_through_stack_reference
 from tests.pulumi_harness import ROOT, run_program
+from tests.stack_files import image, mutated_config
 
 CONTRACT_DOC = ROOT / "docs" / "outputs-contract.md"
 
@@ -153,3 +156,27 @@ def test_resolves_the_real_multi_node_layouts(layout: str) -> None:
         assert on_pve2.node == "pve2"
     else:
         assert on_pve2.vm_id == template["vmId"] and on_pve2.node == "pve1"
+
+
+def test_an_image_built_for_qemu_only_is_reported_as_having_no_template() -> None:
+    """The real images stack with a second image built for qemu only, read through a StackReference."""
+
+    def with_file_image(config: dict[str, Any]) -> None:
+        second = copy.deepcopy(image(config))
+        second.update(name="alma9-k3s-file", targets=["qemu"])
+        config["homelab-images:images"].append(second)
+        config["homelab-images:build"]["strictVersioning"] = False
+
+    run = run_program(config=mutated_config(with_file_image))
+    exported = {key: run.outputs[key] for key in ("schemaVersion", "templates", "artifacts")}
+    with pytest.raises(NoTemplateError) as error:
+        resolve_through_stack_reference(exported, "alma9-k3s-file")
+    assert str(error.value) == (
+        "stack 'organization/homelab-images/homelab': image 'alma9-k3s-file' has no Proxmox template: its targets "
+        "do not include proxmox-iso, so the stack exports it only as a file (output 'artifacts'); "
+        f"images with a template: {IMAGE}"
+    )
+    assert isinstance(error.value, ImageNotFoundError), "code that catches a missing image still catches it"
+    assert resolve_through_stack_reference(exported, IMAGE).vm_id == run.outputs["templates"][IMAGE]["vmId"]
+    with pytest.raises(ImageNotFoundError, match="exports no image 'debian-12'"):
+        select_template(exported, "debian-12")

@@ -150,7 +150,6 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("snake-case-key", set_key("homelab-images:proxmox/vm_storage", "local-lvm"), "proxmox.vm_storage", "not a known"),
     ("namespace-typo", set_key("homelab-image:build", {"timeoutMinutes": 60}), "homelab-image:build", "did you mean"),
     ("provider-key-unused", set_key("proxmoxve:minTls", "1.3"), "proxmoxve:minTls", "is not used"),
-    ("targets-without-proxmox", set_key(f"{IMG}.targets", ["qemu"]), "images[0].targets", "must include proxmox-iso"),
     ("targets-twice", set_key(f"{IMG}.targets", ["proxmox-iso", "qemu", "qemu"]), "images[0].targets", "twice"),
     ("targets-unknown", set_key(f"{IMG}.targets", ["proxmox-iso", "libvirt"]), "images[0].targets[1]", "'qemu'"),
     ("targets-empty", set_key(f"{IMG}.targets", []), "images[0].targets", "at least 1"),
@@ -257,8 +256,17 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
             set_key(f"{IMG}.importFrom", {"url": "https://files.example.org/a.qcow2", "sha256": "ab" * 32})(c),
             set_key(f"{IMG}.targets", ["proxmox-iso", "qemu"])(c),
         ),
-        "images[0]",
-        "drop qemu from targets",
+        "images[0].targets",
+        "expected [proxmox-iso] with importFrom",
+    ),
+    (
+        "import-from-and-qemu-only",
+        lambda c: (
+            set_key(f"{IMG}.importFrom", {"url": "https://files.example.org/a.qcow2", "sha256": "ab" * 32})(c),
+            set_key(f"{IMG}.targets", ["qemu"])(c),
+        ),
+        "images[0].targets",
+        "makes the Proxmox template from a qcow2 built elsewhere; got [qemu]",
     ),
     (
         "endpoint-trailing-newline",
@@ -417,6 +425,26 @@ def test_smoke_settings_reach_the_build_spec_and_the_id_budget() -> None:
     without_smoke = mutated_config(tight)
     without_smoke["homelab-images:build"]["smokeTest"] = False
     assert load_config(without_smoke).build.smoke_test is False
+
+
+def _second_image(targets: list[str]) -> Any:
+    """A second image with ``targets``, in a VM ID range that holds exactly one image's templates."""
+
+    def edit(config: dict[str, Any]) -> None:
+        second = copy.deepcopy(image(config))
+        second["name"] = "alma9-k3s-file"
+        second["targets"] = targets
+        config["homelab-images:images"].append(second)
+        config["homelab-images:proxmox"]["vmIdRange"] = {"first": 9000, "last": 9003}
+
+    return edit
+
+
+def test_an_image_built_for_qemu_only_is_valid_and_takes_no_vm_ids() -> None:
+    config = load_config(mutated_config(_second_image(["qemu"])))
+    assert [image.has_template for image in config.images] == [True, False]
+    with pytest.raises(ConfigError, match=r"vmIdRange: holds 4 IDs; 2 image\(s\) with a template .* at least 8"):
+        load_config(mutated_config(_second_image(["proxmox-iso", "qemu"])))
 
 
 def _mirror_and_iso(mirror: str, iso: str) -> Any:

@@ -12,6 +12,7 @@ import pytest
 from homelab_images.cli.main import main as cli_main
 from homelab_images.contract.fingerprint_parts import SHARED_PART_NAMES, TARGET_PART_NAMES
 from homelab_images.core.plan import ImagePlan
+from homelab_images.core.versioning import content_fingerprint
 from tests.rendering import plan_for
 from tests.stack_files import image, mutated_config, write_stack_file
 
@@ -147,7 +148,7 @@ def test_explain_shows_shared_and_per_target_parts(tmp_path: Path, capsys: Any) 
     assert cli_main(["fingerprint", "--stack-file", str(stack_file)]) == 0
     plain = json.loads(capsys.readouterr().out)[IMAGE]
     assert plain["targets"] == {
-        "proxmox-iso": {"fingerprint": plan.fingerprint},
-        "qemu": {"fingerprint": plan.qemu.fingerprint},
+        "proxmox-iso": {"fingerprint": plan.fingerprint, "lockDigest": content_fingerprint(plan.fingerprint_parts)},
+        "qemu": {"fingerprint": plan.qemu.fingerprint, "lockDigest": content_fingerprint(plan.qemu.fingerprint_parts)},
     }
     assert "shared" not in plain
