@@ -42,10 +42,6 @@ class ProgramSettings:
     lock: Lock
     """The version lock: image -> version -> target -> content fingerprint."""
 
-    @property
-    def uses_proxmox(self) -> bool:
-        return self.api_token is not None
-
 
 def _decoded(value: Any) -> Any:
     # Structured config reaches the program as JSON text.
