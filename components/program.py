@@ -27,6 +27,7 @@ from homelab_images.contract.stack_keys import (
 )
 from homelab_images.core.config import ConfigError, StackConfig, load_config
 from homelab_images.core.kickstart import KickstartInvalid
+from homelab_images.core.local_files import ca_bundle_problem
 from homelab_images.core.paths import PROJECT_DIR, kickstart_dir_for, stack_file_path
 from homelab_images.core.plan import ImagePlan, plan_stack
 from homelab_images.core.versioning import Lock, lock_findings, lock_path, read_lock
@@ -108,6 +109,10 @@ def load_program_settings(now: datetime | None = None) -> ProgramSettings:
         owner_key = _owner_key(uses_proxmox)
         stack_file = stack_file_path(pulumi.get_stack(), PROJECT_DIR)
         plans = plan_stack(config, now or datetime.now(UTC), kickstart_dir_for(stack_file))
+        # The runner would stop on it only after the ISO was downloaded; say it before anything is declared.
+        ca_bundle = ca_bundle_problem(config, stack_file.parent) if uses_proxmox else None
+        if ca_bundle:
+            raise ConfigError([ca_bundle])
         lock = read_lock(lock_path(stack_file))
         _version_guard(config, plans, lock)
     except ConfigError as error:

@@ -37,6 +37,7 @@ from homelab_images.contract.gc_request import ArtifactGc, ArtifactImage, GcRequ
 from homelab_images.contract.packer_files import KICKSTART_FILE, QEMU_TEMPLATE_FILE, SCRIPTS_DIR, TEMPLATE_FILE
 from homelab_images.core.config import ConfigError, StackConfig
 from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER, KickstartInvalid
+from homelab_images.core.local_files import ca_bundle_problem, missing_import_files
 from homelab_images.core.packer_template import PackerTemplateInvalid, validate_packer_template
 from homelab_images.core.paths import kickstart_dir_for, stack_file_path
 from homelab_images.core.plan import ImagePlan, packer_variables, plan_stack
@@ -120,29 +121,17 @@ def _write_plans(plans: Sequence[ImagePlan], out: Path) -> None:
         print(f"{plan.name}: wrote {directory}/{', '.join(written)}, {SCRIPTS_DIR}/")
 
 
-def _missing_import_files(config: StackConfig, project_dir: Path) -> list[str]:
-    """importFrom.path files that are not there. Only a warning: the file is needed only when the template is
-    (re)made, and may be built later or removed once imported; the build fails clearly if it is missing then."""
-    missing = []
-    for index, image in enumerate(config.images):
-        source = image.import_from
-        if source is None or source.path is None:
-            continue
-        resolved = (project_dir / source.path).resolve()
-        if not resolved.is_file():
-            missing.append(
-                f"homelab-images:images[{index}].importFrom.path: no file at {resolved}; pulumi up needs it to "
-                "make the template (build it with the qemu target, copy it here, or fix the path)"
-            )
-    return missing
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     path, config, plans = _load(args)
     for plan in plans:
         templates = "Packer templates" if len(plan.targets) > 1 else "Packer template"
         print(f"{plan.name} v{plan.image.version}: kickstart and {templates} valid ({', '.join(plan.targets)})")
-    for problem in _missing_import_files(config, path.resolve().parent):
+    project_dir = path.resolve().parent
+    # Warnings only: validate may run where the stack is not deployed from (CI); the program refuses them.
+    problems = missing_import_files(config, project_dir)
+    if any(plan.build_spec is not None for plan in plans):
+        problems += filter(None, [ca_bundle_problem(config, project_dir)])
+    for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
     findings = [str(finding) for finding in lock_findings(read_lock(lock_path(path)), plans)]
     for finding in findings:
