@@ -2,7 +2,7 @@
 
 homelab-images render      --stack homelab --out DIR
 homelab-images validate    --stack homelab
-homelab-images fingerprint --stack homelab [--explain]
+homelab-images fingerprint --stack homelab [--explain] [--image NAME]
 homelab-images lock        --stack homelab (--check | --update)
 homelab-images spec        --stack homelab --image NAME   (the runner's stdin)
 
@@ -143,8 +143,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _named_plan(plans: Sequence[ImagePlan], image: str) -> ImagePlan:
+    for plan in plans:
+        if plan.name == image:
+            return plan
+    raise CommandFailed(f"no image {image!r} in the stack; images: {', '.join(plan.name for plan in plans)}")
+
+
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     _, _, plans = _load(args)
+    if args.image is not None:
+        plans = [_named_plan(plans, args.image)]
     result: dict[str, dict[str, object]] = {}
     for plan in plans:
         targets: dict[str, dict[str, object]] = {}
@@ -172,10 +181,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
 
 def cmd_spec(args: argparse.Namespace) -> int:
     _, _, plans = _load(args)
-    names = [plan.name for plan in plans]
-    if args.image not in names:
-        raise CommandFailed(f"no image {args.image!r} in the stack; images: {', '.join(names)}")
-    plan = next(plan for plan in plans if plan.name == args.image)
+    plan = _named_plan(plans, args.image)
     if plan.build_spec is None:
         raise CommandFailed(
             f"image {args.image} is built for qemu only (targets: [qemu]): it has no Proxmox template, "
@@ -295,6 +301,7 @@ def _parser() -> argparse.ArgumentParser:
     fingerprint.add_argument(
         "--explain", action="store_true", help="include the parts shared by every target and each target's own"
     )
+    fingerprint.add_argument("--image", help="only this image (default: every image)")
     fingerprint.set_defaults(run=cmd_fingerprint)
     spec = command("spec", "print an image's build spec: the stdin of `python -m homelab_images.runner`")
     spec.add_argument("--image", required=True, help="image name")

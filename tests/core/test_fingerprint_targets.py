@@ -152,3 +152,18 @@ def test_explain_shows_shared_and_per_target_parts(tmp_path: Path, capsys: Any) 
         "qemu": {"fingerprint": plan.qemu.fingerprint, "lockDigest": content_fingerprint(plan.qemu.fingerprint_parts)},
     }
     assert "shared" not in plain
+
+
+def test_image_selects_one_image_and_an_unknown_one_is_named(tmp_path: Path, capsys: Any) -> None:
+    def second_image(config: dict[str, Any]) -> None:
+        images = config["homelab-images:images"]
+        images.append({**images[0], "name": "other"})
+
+    stack_file = write_stack_file(tmp_path, mutated_config(second_image))
+    assert cli_main(["fingerprint", "--stack-file", str(stack_file)]) == 0
+    every = json.loads(capsys.readouterr().out)
+    assert set(every) == {IMAGE, "other"}
+    assert cli_main(["fingerprint", "--stack-file", str(stack_file), "--image", "other"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"other": every["other"]}
+    assert cli_main(["fingerprint", "--stack-file", str(stack_file), "--image", "nope"]) == 1
+    assert capsys.readouterr().err.strip() == f"error: no image 'nope' in the stack; images: {IMAGE}, other"
