@@ -74,7 +74,8 @@ def upstream(tmp_path: Path) -> Iterator[Upstream]:
     root = tmp_path / "upstream"
     shutil.copytree(UPSTREAM_FIXTURE, root, symlinks=True)
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() returns at serve_forever's next poll: the default half second was each test's teardown.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield Upstream(root, f"http://127.0.0.1:{server.server_port}")

@@ -86,7 +86,8 @@ class FileServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(certfile, keyfile)
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # shutdown() returns at serve_forever's next poll (default: half a second of each test's teardown).
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
 
     def serve(self, path: str, data: bytes) -> str:
         self.files[path] = data
