@@ -31,6 +31,7 @@ RETRY_BASE_VAR = "HOMELAB_IMAGES_RETRY_BASE_SECONDS"
 KILL_GRACE_VAR = "HOMELAB_IMAGES_KILL_GRACE_SECONDS"
 STATE_DIR_VAR = "HOMELAB_IMAGES_STATE_DIR"
 LEASE_VAR = "HOMELAB_IMAGES_LEASE_SECONDS"
+SMOKE_REPEAT_VAR = "HOMELAB_IMAGES_SMOKE_REPEAT_SECONDS"
 
 TOKEN_FORMAT = re.compile(r"^(?P<user>[^@!=\s]+@[^@!=\s]+)!(?P<name>[A-Za-z][A-Za-z0-9._-]*)=(?P<secret>\S+)$")
 _WHERE = "environment of the runner"
@@ -148,13 +149,16 @@ class Tuning:
     log_dir: Path = Path(".")
     # How long a build's lease on its VM lasts; the runner renews it every tenth of that while Packer runs.
     lease_seconds: float = 600.0
+    # A smoke check that waits for state to settle (root growth, node Ready) runs again after this long.
+    smoke_repeat_seconds: float = 2.0
 
 
 def read_tuning(environ: Mapping[str, str]) -> Tuning:
     retry = _seconds(environ, RETRY_BASE_VAR, 0.5)
     grace = _seconds(environ, KILL_GRACE_VAR, 90.0)
     lease = _seconds(environ, LEASE_VAR, 600.0)
-    assert retry is not None and grace is not None and lease is not None
+    repeat = _seconds(environ, SMOKE_REPEAT_VAR, 2.0)
+    assert retry is not None and grace is not None and lease is not None and repeat is not None
     state = environ.get(STATE_DIR_VAR)
     return Tuning(
         timeout_override_seconds=_seconds(environ, TIMEOUT_OVERRIDE_VAR, None),
@@ -162,6 +166,7 @@ def read_tuning(environ: Mapping[str, str]) -> Tuning:
         retry_base_seconds=retry,
         kill_grace_seconds=grace,
         lease_seconds=lease,
+        smoke_repeat_seconds=repeat,
         state_dir=Path(state) if state else default_state_dir(environ),
         log_dir=default_log_dir(environ),
     )

@@ -55,8 +55,6 @@ from homelab_images.runner.smoke_checks import (
 )
 from homelab_images.runner.vmids import Claims, allocate
 
-# A check that waits for state to settle runs again after this many seconds.
-REPEAT_SECONDS = 2.0
 READY_GOAL_SECONDS = 60.0
 DESCRIPTION_PREFIX = "smoke test: "
 SIZE_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -257,6 +255,7 @@ class SmokeRun:
 
     def _run_check(self, agent: GuestAgent, check: Check, expectations: Expectations, deadline: float) -> None:
         clock, console = self.clock, self.ctx.console
+        repeat = self.ctx.tuning.smoke_repeat_seconds
         started = clock.now()
         own_deadline = started + check.timeout_seconds
         check_deadline = min(own_deadline, deadline)
@@ -273,9 +272,9 @@ class SmokeRun:
             verdict = check.judge(execution, expectations)
             if verdict.passed:
                 break
-            if not check.repeat_until_passed or clock.now() + REPEAT_SECONDS >= check_deadline:
+            if not check.repeat_until_passed or clock.now() + repeat >= check_deadline:
                 self._report_failure(check, verdict, execution)
-            clock.sleep(REPEAT_SECONDS)
+            clock.sleep(repeat)
         console.stage(f"smoke test: {check.name}: {verdict.found} ({clock.now() - started:.1f}s)")
         if verdict.warning:
             console.warn(f"smoke test: {check.name}: {verdict.warning}: {_one_line(execution.output)}")

@@ -155,6 +155,8 @@ class Runner:
             "HOMELAB_IMAGES_LOG_DIR": str(self.log_dir),
             "HOMELAB_IMAGES_RETRY_BASE_SECONDS": "0.01",
             "HOMELAB_IMAGES_KILL_GRACE_SECONDS": "5",
+            # A smoke check that waits for state to settle runs again this soon; only failing ones repeat.
+            "HOMELAB_IMAGES_SMOKE_REPEAT_SECONDS": "0.1",
             "FAKE_PACKER_RECORD": str(self.record_file),
         }
         env.update(self.extra_env)

@@ -139,7 +139,8 @@ def test_a_failing_check_stops_the_build_names_the_check_and_removes_the_templat
 
 def test_a_failed_template_is_kept_for_inspection_when_asked(runner: Runner, pve: Any, guest: Guest) -> None:
     guest.root_grown = False
-    run = runner.create(runner.spec.replace(keep_failed_templates=True), HOMELAB_IMAGES_SMOKE_TIMEOUT_SECONDS="3")
+    # The check repeats (every HOMELAB_IMAGES_SMOKE_REPEAT_SECONDS) until the smoke timeout, then fails.
+    run = runner.create(runner.spec.replace(keep_failed_templates=True), HOMELAB_IMAGES_SMOKE_TIMEOUT_SECONDS="1")
     run.assert_clean()
     assert run.returncode == 1
     (error,) = run.errors
@@ -167,18 +168,18 @@ def test_an_agent_that_never_answers_fails_within_the_smoke_timeout(
 ) -> None:
     setattr(guest, agent, True)
     started = time.monotonic()
-    run = runner.create(HOMELAB_IMAGES_SMOKE_TIMEOUT_SECONDS="1.5")
+    run = runner.create(HOMELAB_IMAGES_SMOKE_TIMEOUT_SECONDS="0.5")
     error = assert_failed_leaving_nothing(run, pve)
     assert error.startswith(
         "error: the smoke test failed: the clone's QEMU guest agent never answered within the smoke test's "
-        "timeout of 1.5 seconds (homelab-images:build.smokeTimeoutMinutes)"
+        "timeout of 0.5 seconds (homelab-images:build.smokeTimeoutMinutes)"
     )
     assert time.monotonic() - started < 30, "bounded by the smoke timeout, not by the build's"
 
 
 def test_a_check_that_never_finishes_fails_on_the_smoke_timeout(runner: Runner, pve: Any, guest: Guest) -> None:
     guest.answers[checks.CLOUD_INIT.name] = {"exited": False}
-    run = runner.create(HOMELAB_IMAGES_SMOKE_TIMEOUT_SECONDS="1.5")
+    run = runner.create(HOMELAB_IMAGES_SMOKE_TIMEOUT_SECONDS="0.5")
     error = assert_failed_leaving_nothing(run, pve)
     assert error.startswith("error: the smoke test failed: cloud-init finished: the smoke test's timeout ran out after")
     assert "(output: no output)" in error
