@@ -7,10 +7,12 @@ which values were marked secret.
 
 from __future__ import annotations
 
+import copy
 import json
 import runpy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +44,20 @@ BUILD_VM_ID = 9007
 OWNER_KEY = "owner-key-of-the-test-stack-7f3a9c2e51d84b06"
 
 
+@cache
+def _parsed(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def yaml_document(text: str) -> Any:
+    """``yaml.safe_load(text)``, parsed once per distinct text in a test process (the same stack files are
+    read hundreds of times); each caller gets its own copy to change."""
+    return copy.deepcopy(_parsed(text))
+
+
 def stack_config(path: Path) -> dict[str, Any]:
     """A stack file's ``config:`` mapping."""
-    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    document = yaml_document(path.read_text(encoding="utf-8"))
     return dict(document["config"])
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from tests.pulumi_harness import FIXTURE_KICKSTART_DIR, FIXTURE_STACK_FILE
+from tests.pulumi_harness import FIXTURE_KICKSTART_DIR, FIXTURE_STACK_FILE, yaml_document
 
 Mutation = Callable[[dict[str, Any]], None]
 
@@ -42,11 +41,11 @@ def set_key(path: str, value: Any) -> Mutation:
 
 def fixture_document() -> dict[str, Any]:
     """The frozen copy of the shipped stack file (tests/fixtures)."""
-    return dict(yaml.safe_load(FIXTURE_STACK_FILE.read_text(encoding="utf-8")))
+    return dict(yaml_document(FIXTURE_STACK_FILE.read_text(encoding="utf-8")))
 
 
 def mutated_config(mutate: Mutation) -> dict[str, Any]:
-    document = copy.deepcopy(fixture_document())
+    document = fixture_document()
     mutate(document["config"])
     return dict(document["config"])
 
