@@ -33,6 +33,18 @@ def require_artifact_result(stdout: str) -> dict[str, Any]:
         ) from None
 
 
+def command_inputs(spec: ArtifactSpec) -> dict[str, Any]:
+    """The Command's inputs; tests/runner drives these very values through the engine model."""
+    return {
+        "create": QEMU_CREATE_COMMAND,
+        "update": QEMU_UPDATE_COMMAND,
+        "delete": QEMU_DELETE_COMMAND,
+        "stdin": spec.to_json() + "\n",
+        "triggers": [dict(sorted(spec.fingerprint_parts.items()))],
+        "add_previous_output_in_env": True,
+    }
+
+
 class QemuArtifact(pulumi.ComponentResource):
     result: pulumi.Output[dict[str, Any]]
 
@@ -40,12 +52,7 @@ class QemuArtifact(pulumi.ComponentResource):
         super().__init__("homelab:images:QemuArtifact", name, None, opts)
         self.command = command.local.Command(
             f"{name}-packer",
-            create=QEMU_CREATE_COMMAND,
-            update=QEMU_UPDATE_COMMAND,
-            delete=QEMU_DELETE_COMMAND,
-            stdin=spec.to_json() + "\n",
-            triggers=[dict(sorted(spec.fingerprint_parts.items()))],
-            add_previous_output_in_env=True,
+            **command_inputs(spec),
             # Packer's log goes to stderr; it is long, keep it out of plain-text diffs.
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stderr"]),
         )

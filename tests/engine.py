@@ -9,7 +9,8 @@ least as strict. Each rule cites where it comes from:
            Command's ``environment``, then ``PULUMI_COMMAND_STDOUT`` / ``PULUMI_COMMAND_STDERR``
            from the outputs being replaced (each only when not empty, unless
            ``addPreviousOutputInEnv`` is false); later duplicates win (Go os/exec ``dedupEnv``);
-           ``Stdin`` only when not empty; working directory the provider's (the project root);
+           ``Stdin`` only when not empty (Go os/exec, exec.go ``Cmd.Stdin``: nil reads from
+           ``os.DevNull``); working directory the provider's (the project root);
            on success stdout and stderr are stored with one trailing newline trimmed; on a failure
            the error is ``<err>: running "<command>":\\n<stdout+stderr>``.
 [create]   same repository, local/commandController.go, ``Create``: in preview the command is not
@@ -81,6 +82,8 @@ class Run:
     stdout: str
     stderr: str
     env: dict[str, str] = field(repr=False, default_factory=dict)
+    stdin: str = field(repr=False, default="")
+    """What the provider wrote to the command's stdin: the stdin input of the inputs it ran with."""
     recorded: Recorded | None = field(repr=False, default=None)
     """The state the engine keeps after this run (create and update)."""
     secrets: tuple[str, ...] = field(repr=False, default=())
@@ -180,6 +183,7 @@ class Running:
     process: subprocess.Popen[str]
     command: str
     env: dict[str, str]
+    stdin: str = ""
     secrets: tuple[str, ...] = ()
 
     def cancel(self) -> None:
@@ -187,7 +191,7 @@ class Running:
 
     def finish(self, timeout: float = TIMEOUT_SECONDS) -> Run:
         stdout, stderr = self.process.communicate(timeout=timeout)
-        return Run(self.command, self.process.returncode, stdout, stderr, self.env, secrets=self.secrets)
+        return Run(self.command, self.process.returncode, stdout, stderr, self.env, self.stdin, secrets=self.secrets)
 
 
 @dataclass
@@ -226,6 +230,7 @@ class CommandProvider:
         done = subprocess.run(
             argv,
             input=inputs.stdin or None,
+            stdin=None if inputs.stdin else subprocess.DEVNULL,
             env=env,
             cwd=self.cwd,
             capture_output=True,
@@ -233,14 +238,14 @@ class CommandProvider:
             timeout=TIMEOUT_SECONDS,
             check=False,
         )
-        return Run(command, done.returncode, done.stdout, done.stderr, env, secrets=self.secrets)
+        return Run(command, done.returncode, done.stdout, done.stderr, env, inputs.stdin, secrets=self.secrets)
 
     def start(self, command: str, inputs: CommandInputs, previous: Recorded | None) -> Running:
         argv, env = self._argv_env(command, inputs, previous)
         # The provider is a plugin in its own process group: a terminal's Ctrl-C never reaches it.
         process = subprocess.Popen(
             argv,
-            stdin=subprocess.PIPE,
+            stdin=subprocess.PIPE if inputs.stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
@@ -248,11 +253,11 @@ class CommandProvider:
             text=True,
             start_new_session=True,
         )
-        assert process.stdin is not None
-        process.stdin.write(inputs.stdin)
-        process.stdin.close()
-        process.stdin = None
-        return Running(process, command, env, self.secrets)
+        if process.stdin is not None:
+            process.stdin.write(inputs.stdin)
+            process.stdin.close()
+            process.stdin = None
+        return Running(process, command, env, inputs.stdin, self.secrets)
 
     def create(self, inputs: CommandInputs) -> tuple[Run, Recorded | None]:
         run = self.run(inputs.create, inputs, None)

@@ -7,7 +7,10 @@ import re
 from typing import Any
 
 import pytest
+from pydantic.alias_generators import to_camel
 
+from components.qemu_artifact import command_inputs
+from homelab_images.contract.artifact import ArtifactSpec
 from homelab_images.contract.commands import QEMU_CREATE_COMMAND, QEMU_DELETE_COMMAND, QEMU_UPDATE_COMMAND
 from homelab_images.contract.fingerprint_parts import SHARED_PART_NAMES, TARGET_PART_NAMES
 from tests.pulumi_harness import ROOT, run_program
@@ -51,6 +54,21 @@ def test_its_triggers_are_the_qemu_fingerprint_parts(run: Any) -> None:
     spec = json.loads(command.inputs["stdin"])
     assert triggers == spec["fingerprint_parts"]
     assert spec["file_name"] == f"{IMAGE}-v1.0.0.qcow2"
+
+
+def test_the_registered_inputs_are_the_ones_the_engine_tests_run(run: Any) -> None:
+    """tests/runner/test_qemu_build.py drives command_inputs(spec) through the engine model."""
+    command = _qemu_command(run)
+    declared = command_inputs(ArtifactSpec.from_json(command.inputs["stdin"]))
+    registered = {key: command.inputs[to_camel(key)] for key in declared}
+    assert registered == json.loads(json.dumps(declared))
+
+
+def test_a_preview_runs_no_build_and_leaves_the_artifacts_unknown() -> None:
+    preview = run_program(config=mutated_config(_with_qemu), secrets={"proxmoxve:apiToken": TOKEN}, preview=True)
+    assert _qemu_command(preview), "the Command is registered"
+    assert preview.mocks.artifacts == {}, "a preview runs no build"
+    assert "artifacts" not in preview.outputs, "the file's path and sha256 are unknown until the build ran"
 
 
 def test_the_proxmox_iso_build_is_unchanged_by_the_qemu_target(run: Any) -> None:
