@@ -303,6 +303,8 @@ def create(ctx: QemuContext) -> ArtifactResult:
         manifest = read_manifest(final)
         existing = StoredArtifact(final, manifest) if manifest else None
         if existing and manifest and manifest.fingerprint == spec.fingerprint and verify_stored(existing) is None:
+            # A rollback to a file kept for it: current again, so neither kept as "previous" nor pruned.
+            (final / SUPERSEDED_MARKER).unlink(missing_ok=True)
             console.stage(f"{existing.file} was already built from this fingerprint and verifies; keeping it")
             return _result(ctx, existing)
         raise RunnerError(

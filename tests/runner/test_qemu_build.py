@@ -1,9 +1,14 @@
-"""The qemu target's build command, run as pulumi-command runs it, with the stand-in Packer (tests/fakes).
+"""The qemu target's build resource as a user's `pulumi preview` / `up` / `destroy` runs it.
 
-No hypervisor runs: the stand-in checks the template against the pinned qemu
-plugin's rules and makes a real (small) qcow2 with qemu-img, so what is checked
-here is the runner's part: preflight, Packer's environment, verification,
-checksum, manifest, placement, cleanup on failure, update and retention.
+Each test drives the Command QemuArtifact declares (components.qemu_artifact.command_inputs of
+the ArtifactSpec the plan makes for a variation of the fixture stack) through tests/engine.py,
+the model of the Pulumi engine and pulumi-command: create, update with the previous stdout,
+replace as create-then-delete with the old inputs, destroy, cancel and preview.
+
+No hypervisor runs: the stand-in Packer (tests/fakes) checks the template against the pinned qemu
+plugin's rules and makes a real (small) qcow2 with qemu-img, so what is checked here is the
+runner's part: preflight, Packer's environment, verification, checksum, manifest, placement,
+cleanup on failure, update and retention.
 """
 
 from __future__ import annotations
@@ -12,105 +17,131 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from homelab_images.contract.artifact import ArtifactSpec
+from components.qemu_artifact import command_inputs
+from homelab_images.contract.artifact import SUPERSEDED_MARKER, ArtifactManifest, ArtifactResult, ArtifactSpec
 from homelab_images.contract.commands import QEMU_CREATE_COMMAND, QEMU_DELETE_COMMAND, QEMU_UPDATE_COMMAND
 from homelab_images.contract.gc_request import ArtifactGc, ArtifactImage
 from homelab_images.core.config import load_config
 from homelab_images.core.plan import plan_stack
+from homelab_images.runner import qemu as qemu_runner
 from homelab_images.runner.artifact_gc import find_artifacts
-from tests.engine import Run
-from tests.runner.conftest import COMMAND_TIMEOUT, REPO, STAND_IN_PACKER
+from homelab_images.runner.artifacts import checksum_line, stored_artifacts, write_manifest
+from homelab_images.runner.console import Console
+from homelab_images.runner.env import read_tuning
+from homelab_images.runner.signals import SignalHub
+from tests.engine import PREVIOUS_STDOUT, CommandInputs, CommandProvider, Preview, Running, Stack, Step
+from tests.runner.conftest import REPO, STAND_IN_PACKER, interrupt
 from tests.runner.test_engine_fidelity import alive, poll
-from tests.stack_files import image, mutated_config
+from tests.stack_files import Mutation, mutated_config, set_key
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img (Debian: qemu-utils)")
 GIB = 1024**3
 SECRET = "never-needed-by-a-qemu-build-5ecr3t"
-
-
-def _spec(tmp: Path, accelerator: str = "tcg") -> ArtifactSpec:
-    def mutate(config: dict[str, Any]) -> None:
-        image(config)["targets"] = ["proxmox-iso", "qemu"]
-        config["homelab-images:build"]["artifactDir"] = str(tmp / "artifacts")
-        config["homelab-images:build"]["qemu"] = {
-            "ovmfCode": str(tmp / "firmware" / "OVMF_CODE_4M.fd"),
-            "ovmfVars": str(tmp / "firmware" / "OVMF_VARS_4M.fd"),
-            "accelerator": accelerator,
-        }
-
-    (plan,) = plan_stack(load_config(mutated_config(mutate)), datetime.now(UTC))
-    assert plan.qemu is not None
-    return plan.qemu.spec
-
-
-def _rebuilt(spec: ArtifactSpec, char: str) -> ArtifactSpec:
-    """The same image after a change to its content: another fingerprint."""
-    return spec.replace(fingerprint=char * 64)
+NOW = datetime.now(UTC)
+CANCEL_CLEANUP_SECONDS = 30.0
+OTHER_OVMF_CODE = "OVMF_CODE_4M.ms.fd"
 
 
 @dataclass
-class QemuRunner:
+class QemuStack:
+    """One image's QemuArtifact Command in a stack, on a machine with the stand-in Packer and QEMU."""
+
     root: Path
-    spec: ArtifactSpec
+    stack: Stack = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stack = Stack(self.provider())
+        self.base = self.spec()
+
+    def spec(self, *changes: Mutation) -> ArtifactSpec:
+        """The qemu build's spec as the program plans it, for the fixture stack with ``changes``."""
+        firmware = self.root / "firmware"
+        settings = [
+            set_key("homelab-images:images/0.targets", ["proxmox-iso", "qemu"]),
+            set_key("homelab-images:build/artifactDir", str(self.root / "artifacts")),
+            set_key(
+                "homelab-images:build/qemu",
+                {
+                    "ovmfCode": str(firmware / "OVMF_CODE_4M.fd"),
+                    "ovmfVars": str(firmware / "OVMF_VARS_4M.fd"),
+                    "accelerator": "tcg",
+                },
+            ),
+            *changes,
+        ]
+
+        def mutate(config: dict[str, Any]) -> None:
+            for change in settings:
+                change(config)
+
+        (plan,) = plan_stack(load_config(mutated_config(mutate)), NOW)
+        assert plan.qemu is not None
+        return plan.qemu.spec
 
     @property
     def image_dir(self) -> Path:
-        return self.root / "artifacts" / self.spec.image
+        return self.root / "artifacts" / self.base.image
 
     @property
     def record_file(self) -> Path:
         return self.root / "packer-calls.jsonl"
 
-    def env(self, **extra: str) -> dict[str, str]:
+    def shell_env(self, **extra: str) -> dict[str, str]:
+        """The environment of the shell that runs ``pulumi`` (the provider inherits it)."""
         env = {
             "PATH": f"{self.root / 'bin'}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(self.root / "home"),
             "TMPDIR": str(self.root / "tmp"),
             "HOMELAB_IMAGES_PYTHON": sys.executable,
+            "HOMELAB_IMAGES_LOG_DIR": str(self.root / "logs"),
             "HOMELAB_IMAGES_KILL_GRACE_SECONDS": "5",
-            # In the caller's environment, never needed: it must not reach Packer or any output.
+            # In the shell's environment, never needed: it must not reach Packer or any output.
             "PROXMOX_VE_API_TOKEN": f"images@pve!build={SECRET}",
             **extra,
         }
+        # The runner passes Packer an allowlisted environment: the stand-in's settings go through a file.
         settings = {"FAKE_PACKER_RECORD": str(self.record_file)}
         settings.update({key: value for key, value in env.items() if key.startswith("FAKE_PACKER_")})
-        (self.root / "fake-packer.env").write_text("".join(f"export {k}='{v}'\n" for k, v in settings.items()))
+        lines = [f"export {key}={shlex.quote(value)}\n" for key, value in sorted(settings.items())]
+        (self.root / "fake-packer.env").write_text("".join(lines))
         return env
 
-    def _run(self, command: str, spec: ArtifactSpec | None, env: dict[str, str]) -> Run:
-        done = subprocess.run(
-            ["/bin/sh", "-c", command],
-            input=(spec or self.spec).to_json(),
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-            check=False,
-        )
-        return Run(command, done.returncode, done.stdout, done.stderr, env, secrets=(SECRET,))
+    def provider(self, **shell: str) -> CommandProvider:
+        return CommandProvider(self.shell_env(**shell), REPO, secrets=(SECRET,))
 
-    def create(self, spec: ArtifactSpec | None = None, **env: str) -> Run:
-        return self._run(QEMU_CREATE_COMMAND, spec, self.env(**env))
+    def inputs(self, spec: ArtifactSpec | None = None) -> CommandInputs:
+        """The Command's inputs as QemuArtifact declares them, as they come back from Pulumi's wire format."""
+        declared = json.loads(json.dumps(command_inputs(spec or self.base)))
+        return CommandInputs(environment={}, **declared)
 
-    def update(self, previous: Run, spec: ArtifactSpec | None = None) -> Run:
-        return self._run(QEMU_UPDATE_COMMAND, spec, self.env(PULUMI_COMMAND_STDOUT=previous.stdout))
+    def preview(self, spec: ArtifactSpec | None = None) -> Preview:
+        return self.stack.preview(self.inputs(spec))
 
-    def delete(self, previous: Run, spec: ArtifactSpec | None = None) -> Run:
-        return self._run(QEMU_DELETE_COMMAND, spec, self.env(PULUMI_COMMAND_STDOUT=previous.stdout))
+    def up(self, spec: ArtifactSpec | None = None, **shell: str) -> Step:
+        self.stack.provider = self.provider(**shell)
+        return self.stack.up(self.inputs(spec))
+
+    def destroy(self, **shell: str) -> Step:
+        self.stack.provider = self.provider(**shell)
+        return self.stack.destroy()
+
+    def start_up(self, spec: ArtifactSpec | None = None, **shell: str) -> Running:
+        self.stack.provider = self.provider(**shell)
+        return self.stack.start_up(self.inputs(spec))
 
     def packer_calls(self) -> list[dict[str, Any]]:
         """The stand-in's init and build runs (the `packer version` check before them left out)."""
@@ -128,10 +159,11 @@ class QemuRunner:
 
 
 @pytest.fixture
-def qemu(tmp_path: Path) -> Iterator[QemuRunner]:
+def qemu(tmp_path: Path) -> Iterator[QemuStack]:
     for name in ("bin", "home", "tmp", "firmware"):
         (tmp_path / name).mkdir()
-    (tmp_path / "firmware" / "OVMF_CODE_4M.fd").write_bytes(b"\0" * 4096)
+    for name in ("OVMF_CODE_4M.fd", OTHER_OVMF_CODE):
+        (tmp_path / "firmware" / name).write_bytes(b"\0" * 4096)
     (tmp_path / "firmware" / "OVMF_VARS_4M.fd").write_bytes(b"\1" * 4096)
     wrapper = tmp_path / "bin" / "packer"
     wrapper.write_text(
@@ -142,14 +174,14 @@ def qemu(tmp_path: Path) -> Iterator[QemuRunner]:
     emulator = tmp_path / "bin" / "qemu-system-x86_64"
     emulator.write_text("#!/bin/sh\necho 'QEMU emulator version 7.2.0 (stand-in)'\n")
     emulator.chmod(0o755)
-    yield QemuRunner(tmp_path, _spec(tmp_path))
+    yield QemuStack(tmp_path)
 
 
-def _gc_findings(qemu: QemuRunner, fingerprint: str, retain: int) -> list[tuple[Path, str]]:
+def _gc_findings(qemu: QemuStack, fingerprint: str, retain: int) -> list[tuple[Path, str]]:
     """What `homelab-images gc` finds in the artifact directory these builds used."""
     request = ArtifactGc(
         artifact_dir=str(qemu.root / "artifacts"),
-        images=[ArtifactImage(name=qemu.spec.image, fingerprint=fingerprint)],
+        images=[ArtifactImage(name=qemu.base.image, fingerprint=fingerprint)],
         retain_previous=retain,
     )
     return [(entry.directory, entry.reason) for entry in find_artifacts(request, qemu.root).entries]
@@ -159,13 +191,55 @@ def _qemu_img(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["qemu-img", *args], capture_output=True, text=True, check=False)
 
 
-def test_build_leaves_a_checked_compressed_qcow2_its_sha256_and_manifest(qemu: QemuRunner) -> None:
-    spec = qemu.spec
-    run = qemu.create()
+def stored_build(qemu: QemuStack, fingerprint: str, built_at: str, superseded: bool = False) -> Path:
+    """A finished build of the image left by an earlier run (a small file, but a valid manifest)."""
+    spec = qemu.base
+    directory = qemu.image_dir / f"{spec.template_name}-{fingerprint[:12]}"
+    directory.mkdir(parents=True)
+    disk = directory / spec.file_name
+    disk.write_bytes(b"an earlier build's qcow2")
+    sha256 = hashlib.sha256(disk.read_bytes()).hexdigest()
+    (directory / f"{spec.file_name}.sha256").write_text(checksum_line(sha256, spec.file_name))
+    manifest = ArtifactManifest(
+        schema=1,
+        built_by="homelab-images",
+        image=spec.image,
+        version=spec.version,
+        fingerprint=fingerprint,
+        fingerprint_parts=spec.fingerprint_parts,
+        file=spec.file_name,
+        format="qcow2",
+        size=disk.stat().st_size,
+        virtual_size=spec.hardware.disk_gib * GIB,
+        sha256=sha256,
+        hardware=spec.hardware,
+        iso_sha256=spec.iso_sha256,
+        k3sVersion=spec.k3s_version,
+        builder=spec.builder,
+        built_at=built_at,
+        source_commit=None,
+    )
+    write_manifest(directory, manifest)
+    if superseded:
+        (directory / SUPERSEDED_MARKER).write_text("superseded by a later build\n")
+    return directory
+
+
+def test_preview_then_create_leaves_a_checked_compressed_qcow2_its_sha256_and_manifest(qemu: QemuStack) -> None:
+    spec = qemu.base
+    preview = qemu.preview()
+    assert (preview.operation, preview.stdout_known) == ("create", False), "the component's result is unknown"
+    assert qemu.packer_calls() == [] and not qemu.image_dir.exists(), "a preview runs and reads nothing"
+
+    step = qemu.up()
+    assert step.operation == "create"
+    run = step.run
     run.assert_clean()
     assert run.returncode == 0, run.stderr
+    assert run.stdin == spec.to_json() + "\n" and PREVIOUS_STDOUT not in run.env
     assert len(run.stdout.splitlines()) == 1, "stdout carries only the result line"
     result = run.result
+    assert ArtifactResult.from_mapping(result).to_mapping() == result, "the result line is what the component reads"
     disk = Path(result["path"])
     assert disk == qemu.image_dir / f"{spec.template_name}-{spec.fingerprint[:12]}" / f"{spec.template_name}.qcow2"
 
@@ -208,199 +282,235 @@ def test_build_leaves_a_checked_compressed_qcow2_its_sha256_and_manifest(qemu: Q
         assert not {"PROXMOX_VE_API_TOKEN", "PROXMOX_TOKEN", "PROXMOX_URL"} & set(call["env"])
     assert {"PKR_VAR_output_directory", "PKR_VAR_build_ssh_private_key_file"} <= set(build["env"])
 
+    assert qemu.stack.state is not None and qemu.stack.state.stdout == run.stdout.rstrip("\n")
+    assert qemu.preview() == Preview("same", stdout_known=True)
 
-def test_a_second_run_of_the_same_fingerprint_keeps_the_verified_file(qemu: QemuRunner) -> None:
-    first = qemu.create()
+
+def test_update_reverifies_the_file_renames_it_on_a_version_bump_and_refuses_a_changed_one(qemu: QemuStack) -> None:
+    created = qemu.up().run
+    assert created.returncode == 0, created.stderr
+
+    retime = set_key("homelab-images:build/timeoutMinutes", 95)
+    bump = set_key("homelab-images:images/0.version", "1.0.1")
+    retimed = qemu.spec(retime)
+    assert qemu.preview(retimed) == Preview("update", stdout_known=False), "a timeout is no reason to rebuild"
+    step = qemu.up(retimed)
+    assert step.operation == "update"
+    updated = step.run
+    updated.assert_clean()
+    assert updated.returncode == 0, updated.stderr
+    assert updated.command == QEMU_UPDATE_COMMAND and updated.stdin == retimed.to_json() + "\n"
+    assert updated.env[PREVIOUS_STDOUT] == created.stdout.rstrip("\n"), "update checks the file it built"
+    assert updated.result == created.result, "the same result, reprinted"
+    assert f"verified (sha256 {created.result['sha256']})" in updated.stderr
+    assert len(qemu.packer_calls()) == 2, "an update never runs Packer"
+
+    bumped = qemu.spec(retime, bump)
+    step = qemu.up(bumped)
+    assert step.operation == "update", "a version alone changes no fingerprint part"
+    result = step.run.result
+    assert step.ok, step.run.stderr
+    assert result["version"] == "1.0.1" and result["sha256"] == created.result["sha256"]
+    disk = Path(result["path"])
+    assert disk.name == f"{qemu.base.image}-v1.0.1.qcow2" and disk.is_file()
+    assert disk.parent.name == f"{qemu.base.image}-v1.0.1-{qemu.base.fingerprint[:12]}"
+    assert json.loads(Path(result["manifest"]).read_text())["version"] == "1.0.1"
+    assert disk.with_name(disk.name + ".sha256").read_text().endswith(f"  {disk.name}\n")
+    assert not Path(created.result["path"]).exists()
+    assert len(qemu.packer_calls()) == 2, "same content: no Packer run"
+    assert _gc_findings(qemu, qemu.base.fingerprint, 0) == [], "gc knows the renamed file as this image's current one"
+
+    with open(disk, "r+b") as handle:
+        handle.seek(1024)
+        handle.write(b"tampered")
+    recorded = qemu.stack.state
+    refused = qemu.up(qemu.spec(bump))
+    assert refused.operation == "update" and not refused.ok
+    refused.run.assert_clean()
+    assert refused.run.errors == [
+        f"error: the image file built earlier cannot be used: {disk} no longer matches its sha256, "
+        "homelab-images:build.artifactDir: "
+        "run `pulumi up --replace <URN of the qemu build resource>` to build it again"
+    ]
+    assert qemu.stack.state is recorded, "a failed update keeps the state it had"
+
+
+def test_replace_builds_the_new_file_first_retires_the_old_one_and_destroy_removes_the_current(
+    qemu: QemuStack,
+) -> None:
+    foreign = qemu.image_dir / "someone-elses-notes"
+    foreign.mkdir(parents=True)
+    oldest = stored_build(qemu, "0" * 64, "2020-01-01T00:00:00Z", superseded=True)
+    first_spec = qemu.base
+    first = qemu.up().run
     assert first.returncode == 0, first.stderr
-    again = qemu.create()
-    assert again.returncode == 0, again.stderr
-    assert again.result == first.result
-    assert "already built from this fingerprint" in again.stderr
-    assert len(qemu.packer_calls()) == 2, "Packer ran once"
+    assert first.result["retained"] == [str(oldest / first_spec.file_name)]
+    old_dir = Path(first.result["path"]).parent
+
+    # Another OVMF code file: the firmware part changes, and only the qemu build is replaced.
+    other_code = str(qemu.root / "firmware" / OTHER_OVMF_CODE)
+    second_spec = qemu.spec(set_key("homelab-images:build/qemu.ovmfCode", other_code))
+    changed = {k for k, v in second_spec.fingerprint_parts.items() if first_spec.fingerprint_parts[k] != v}
+    assert changed == {"firmware"}
+    assert qemu.preview(second_spec) == Preview("replace", stdout_known=False)
+
+    replaced = qemu.up(second_spec)
+    assert replaced.operation == "replace" and replaced.ok, [run.stderr for run in replaced.runs]
+    second, retired = replaced.runs
+    assert (second.command, second.stdin) == (QEMU_CREATE_COMMAND, second_spec.to_json() + "\n")
+    assert second.result["retained"] == [first.result["path"]], "built while the old file was still there"
+    assert (retired.command, retired.stdin) == (QEMU_DELETE_COMMAND, first_spec.to_json() + "\n"), "old inputs"
+    assert retired.env[PREVIOUS_STDOUT] == first.stdout.rstrip("\n")
+    retired.assert_clean()
+    assert (old_dir / SUPERSEDED_MARKER).is_file() and Path(first.result["path"]).is_file(), "kept for rollback"
+    assert not oldest.exists(), "superseded files beyond retainPrevious=1 are pruned, oldest first"
+    new_dir = Path(second.result["path"]).parent
+    assert not (new_dir / SUPERSEDED_MARKER).exists()
+
+    # Back to the first firmware: the file kept for rollback is current again, without a rebuild.
+    rolled_back = qemu.up(first_spec)
+    assert rolled_back.operation == "replace" and rolled_back.ok, [run.stderr for run in rolled_back.runs]
+    assert "was already built from this fingerprint and verifies" in rolled_back.run.stderr
+    assert len(qemu.packer_calls()) == 4, "no third Packer build"
+    assert rolled_back.run.result["path"] == first.result["path"]
+    assert rolled_back.run.result["retained"] == [second.result["path"]]
+    assert not (old_dir / SUPERSEDED_MARKER).exists(), "the current file is not marked superseded"
+    assert (new_dir / SUPERSEDED_MARKER).is_file(), "the replaced one is kept for rollback in its turn"
+    assert _gc_findings(qemu, first_spec.fingerprint, 0) == [(new_dir, "superseded, beyond retainPrevious=0")], (
+        "gc proves the build's own directories this image's, and lists nothing else"
+    )
+
+    destroyed = qemu.destroy()
+    assert destroyed.ok, [run.stderr for run in destroyed.runs]
+    (deleted,) = destroyed.runs
+    assert deleted.stdin == first_spec.to_json() + "\n", "destroy deletes with the last inputs"
+    assert deleted.env[PREVIOUS_STDOUT] == rolled_back.run.stdout.rstrip("\n")
+    assert qemu.stack.state is None
+    assert not old_dir.exists(), "destroy removes the current file"
+    assert qemu.builds() == sorted([new_dir.name, foreign.name]), (
+        "the file kept for rollback stays (README: pulumi destroy); a directory without this program's "
+        "manifest is never touched"
+    )
+    assert _gc_findings(qemu, first_spec.fingerprint, 1) == [], "gc keeps it too while the image is built with qemu"
 
 
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (lambda s: s.update(cpus="2"), "cpus: expected number"),
-        (lambda s: s.update(disk_interface="nvme"), "disk_interface: 'nvme' is not one of"),
-        (lambda s: s.update(virtio_rng=True), "unknown option virtio_rng"),
-    ],
-)
-def test_a_template_the_plugin_rejects_fails_before_building(qemu: QemuRunner, change: Any, message: str) -> None:
-    template = json.loads(json.dumps(qemu.spec.packer_template))
-    change(template["source"]["qemu"][qemu.spec.image])
-    run = qemu.create(qemu.spec.replace(packer_template=template))
+def test_a_cancelled_pulumi_up_stops_packer_keeps_no_file_and_the_next_create_starts_clean(qemu: QemuStack) -> None:
+    """pulumi-command's cancel SIGKILLs only the process it started (tests/engine.py [cancel]): that
+    must be the runner, whose guardian then stops Packer, which deletes its half-written disk."""
+    pidfile = qemu.root / "packer.pid"
+    running = qemu.start_up(FAKE_PACKER_HANG="1", FAKE_PACKER_PIDFILE=str(pidfile))
+    disk = f".building-*/output/{qemu.base.file_name}"
+    try:
+        poll(lambda: pidfile.exists() and list(qemu.image_dir.glob(disk)), 20, "waiting for Packer's disk")
+        packer = int(pidfile.read_text())
+        running.cancel()
+        cancelled = running.finish()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(running.process.pid, signal.SIGKILL)
+    assert cancelled.returncode == -signal.SIGKILL
+    assert qemu.stack.state is None, "a cancelled create records nothing"
+    poll(lambda: not alive(packer), CANCEL_CLEANUP_SECONDS, "a Packer process")
+    poll(lambda: list((qemu.root / "tmp").iterdir()) == [], CANCEL_CLEANUP_SECONDS, "a private build directory")
+    assert list(qemu.image_dir.rglob("*.qcow2")) == [], "no half-written disk is left"
+    assert stored_artifacts(qemu.image_dir, qemu.base.image) == [], "nothing looks like a finished build"
+
+    again = qemu.up()
+    assert again.operation == "create" and again.ok, again.run.stderr
+    assert "removing the leftover of an interrupted build" in again.run.stderr
+    assert qemu.builds() == [Path(again.run.result["path"]).parent.name], "exactly one file, the new one"
+
+
+def test_a_build_past_its_timeout_fails_records_nothing_and_keeps_nothing(qemu: QemuStack) -> None:
+    step = qemu.up(FAKE_PACKER_HANG="1", HOMELAB_IMAGES_TIMEOUT_SECONDS="1")
+    assert step.operation == "create" and not step.ok
+    run = step.run
     run.assert_clean()
     assert run.returncode == 1
-    assert message in run.stderr
-    assert run.errors and "packer build failed" in run.errors[-1]
+    assert "exceeded its timeout" in run.errors[-1]
+    assert "stage: packer build" in run.stderr and "Deleting output directory" in run.stderr, "Packer was stopped"
+    assert run.recorded is None and qemu.stack.state is None, "a failed create records nothing"
+    assert qemu.preview().operation == "create", "the next pulumi up builds again"
     qemu.assert_nothing_left()
 
 
-def test_a_failed_provisioning_keeps_nothing(qemu: QemuRunner) -> None:
-    run = qemu.create(FAKE_PACKER_FAIL_AT="provision")
+def test_a_failed_provisioning_keeps_nothing(qemu: QemuStack) -> None:
+    step = qemu.up(FAKE_PACKER_FAIL_AT="provision")
+    assert not step.ok and qemu.stack.state is None
+    run = step.run
     assert run.returncode == 1
     assert "Deleting output directory" in run.stderr
     assert "Script exited with non-zero exit status" in run.errors[-1]
     qemu.assert_nothing_left()
 
 
-def test_the_timeout_stops_packer_and_keeps_nothing(qemu: QemuRunner) -> None:
-    run = qemu.create(FAKE_PACKER_HANG="1", HOMELAB_IMAGES_TIMEOUT_SECONDS="2")
-    assert run.returncode == 1
-    assert "exceeded its timeout" in run.errors[-1]
+def test_a_template_the_plugin_rejects_fails_before_building(qemu: QemuStack) -> None:
+    """One rule through the runner; every rule is tested in-process in tests/core/test_qemu_template.py."""
+    template = json.loads(json.dumps(qemu.base.packer_template))
+    template["source"]["qemu"][qemu.base.image]["cpus"] = "2"
+    step = qemu.up(qemu.base.replace(packer_template=template))
+    run = step.run
+    run.assert_clean()
+    assert run.returncode == 1 and qemu.stack.state is None
+    assert "cpus: expected number" in run.stderr
+    assert run.errors and "packer build failed" in run.errors[-1]
     qemu.assert_nothing_left()
 
 
-def test_an_interrupted_build_keeps_nothing(qemu: QemuRunner) -> None:
-    process = subprocess.Popen(
-        ["/bin/sh", "-c", QEMU_CREATE_COMMAND],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=qemu.env(FAKE_PACKER_HANG="1"),
-        cwd=REPO,
-        text=True,
-        start_new_session=True,
-    )
-    assert process.stdin is not None
-    process.stdin.write(qemu.spec.to_json())
-    process.stdin.close()
-    process.stdin = None
-    deadline = time.monotonic() + 20
-    while not list(qemu.image_dir.glob(".building-*/output/efivars.fd")):
-        assert time.monotonic() < deadline, "the build never started"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGINT)
-    _, stderr = process.communicate(timeout=COMMAND_TIMEOUT)
-    # The shell pulumi-command starts may die of the same Ctrl-C before the runner reports.
-    assert process.returncode in (-signal.SIGINT, 128 + signal.SIGINT), stderr
-    assert "interrupted by SIGINT" in stderr
+def test_an_interrupted_build_keeps_nothing(qemu: QemuStack) -> None:
+    running = qemu.start_up(FAKE_PACKER_HANG="1")
+    poll(lambda: list(qemu.image_dir.glob(".building-*/output/efivars.fd")), 20, "waiting for the build to start")
+    interrupt(running, signal.SIGINT)
+    run = running.finish()
+    assert run.returncode == 128 + signal.SIGINT, run.stderr
+    assert "interrupted by SIGINT" in run.errors[-1]
     qemu.assert_nothing_left()
 
 
-def test_a_cancelled_pulumi_up_kills_the_runner_itself_and_packer_stops(qemu: QemuRunner) -> None:
-    """pulumi-command's cancel SIGKILLs only the process it started (tests/engine.py, Running.cancel):
-    that process must be the runner, not a shell the runner outlives while Packer keeps building."""
-    pidfile = qemu.root / "packer.pid"
-    process = subprocess.Popen(
-        ["/bin/sh", "-c", QEMU_CREATE_COMMAND],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=qemu.env(FAKE_PACKER_HANG="1", FAKE_PACKER_PIDFILE=str(pidfile)),
-        cwd=REPO,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert process.stdin is not None
-        process.stdin.write(qemu.spec.to_json())
-        process.stdin.close()
-        process.stdin = None
-        poll(pidfile.exists, 20, "waiting for Packer to start")
-        packer = int(pidfile.read_text())
-        process.kill()
-        process.wait(timeout=COMMAND_TIMEOUT)
-        poll(lambda: not alive(packer), 30, "a Packer process")
-        poll(lambda: list((qemu.root / "tmp").iterdir()) == [], 30, "a private build directory with its key")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-def test_missing_firmware_is_named_before_building(qemu: QemuRunner) -> None:
+def test_missing_firmware_is_named_before_building(qemu: QemuStack) -> None:
     (qemu.root / "firmware" / "OVMF_VARS_4M.fd").unlink()
-    run = qemu.create()
+    run = qemu.up().run
     assert run.returncode == 1
     assert "OVMF_VARS_4M.fd does not exist" in run.errors[0]
     assert "homelab-images:build.qemu.ovmfCode / ovmfVars" in run.errors[0]
     assert qemu.packer_calls() == [], "no Packer run for a build that cannot succeed"
 
 
-def test_kvm_without_dev_kvm_is_named_before_building(qemu: QemuRunner) -> None:
+def test_kvm_without_dev_kvm_is_named_before_building(qemu: QemuStack) -> None:
     if os.access("/dev/kvm", os.R_OK | os.W_OK):
         pytest.skip("this machine has KVM")
-    run = qemu.create(_spec(qemu.root, accelerator="kvm"))
+    run = qemu.up(qemu.spec(set_key("homelab-images:build/qemu.accelerator", "kvm"))).run
     assert run.returncode == 1
     assert "/dev/kvm is missing" in run.errors[0] and "accelerator: tcg" in run.errors[0]
     assert qemu.packer_calls() == []
 
 
-def test_missing_emulator_is_named_before_building(qemu: QemuRunner) -> None:
+def test_missing_emulator_is_named_before_building(qemu: QemuStack) -> None:
     (qemu.root / "bin" / "qemu-system-x86_64").unlink()
-    run = qemu.create(PATH=f"{qemu.root / 'bin'}{os.pathsep}/nonexistent-bin")
+    run = qemu.up(PATH=f"{qemu.root / 'bin'}{os.pathsep}/nonexistent-bin").run
     assert run.returncode == 1
     assert "qemu-system-x86_64 is not on PATH" in run.errors[0]
 
 
-def test_update_verifies_the_file_and_refuses_a_changed_one(qemu: QemuRunner) -> None:
-    built = qemu.create()
-    assert built.returncode == 0, built.stderr
-    updated = qemu.update(built)
-    assert updated.returncode == 0, updated.stderr
-    assert updated.result == built.result
-    with open(built.result["path"], "r+b") as handle:
-        handle.seek(1024)
-        handle.write(b"tampered")
-    refused = qemu.update(built)
-    assert refused.returncode == 1
-    assert "no longer matches its sha256" in refused.errors[0] and "--replace" in refused.errors[0]
-
-
-def test_a_version_bump_without_a_content_change_renames_the_file(qemu: QemuRunner) -> None:
-    built = qemu.create()
-    bumped = qemu.spec.replace(version="1.0.1", template_name=f"{qemu.spec.image}-v1.0.1")
-    bumped = bumped.replace(file_name=f"{bumped.template_name}.qcow2")
-    updated = qemu.update(built, bumped)
-    assert updated.returncode == 0, updated.stderr
-    result = updated.result
-    assert result["version"] == "1.0.1" and result["sha256"] == built.result["sha256"]
-    disk = Path(result["path"])
-    assert disk.name == f"{qemu.spec.image}-v1.0.1.qcow2" and disk.is_file()
-    assert disk.parent.name == f"{qemu.spec.image}-v1.0.1-{qemu.spec.fingerprint[:12]}"
-    assert json.loads(Path(result["manifest"]).read_text())["version"] == "1.0.1"
-    assert disk.with_name(disk.name + ".sha256").read_text().endswith(f"  {disk.name}\n")
-    assert not Path(built.result["path"]).exists()
-    assert _gc_findings(qemu, qemu.spec.fingerprint, 0) == [], "gc knows the renamed file as this image's current one"
-
-
-def test_replacing_keeps_retain_previous_files_and_deletes_older_ones(qemu: QemuRunner) -> None:
-    foreign = qemu.image_dir / "someone-elses-notes"
-    foreign.mkdir(parents=True)
-    runs = []
-    for char in "abc":
-        spec = _rebuilt(qemu.spec, char)
-        run = qemu.create(spec)
-        assert run.returncode == 0, run.stderr
-        if runs:
-            deleted = qemu.delete(runs[-1][1], runs[-1][0])
-            assert deleted.returncode == 0, deleted.stderr
-        runs.append((spec, run))
-    (_, first), (_, second), (_, third) = runs
-    assert not Path(first.result["path"]).exists(), "beyond retainPrevious=1"
-    assert Path(second.result["path"]).is_file(), "kept for rollback"
-    assert (Path(second.result["path"]).parent / "SUPERSEDED").is_file()
-    assert Path(third.result["path"]).is_file()
-    assert third.result["retained"] == [second.result["path"]]
-    assert foreign.is_dir(), "a directory without this program's manifest is never touched"
-    assert _gc_findings(qemu, runs[2][0].fingerprint, 0) == [
-        (Path(second.result["path"]).parent, "superseded, beyond retainPrevious=0")
-    ], "gc proves the build's own directories this image's, and lists nothing else"
-
-    destroyed = qemu.delete(third, runs[2][0])
-    assert destroyed.returncode == 0, destroyed.stderr
-    assert not Path(third.result["path"]).exists(), "destroy leaves no current file"
-
-
-def test_delete_leaves_a_file_that_is_no_longer_this_builds(qemu: QemuRunner) -> None:
-    built = qemu.create()
-    manifest_path = Path(built.result["manifest"])
-    manifest = json.loads(manifest_path.read_text())
-    manifest["fingerprint"] = "e" * 64
-    manifest_path.write_text(json.dumps(manifest))
-    deleted = qemu.delete(built)
-    assert deleted.returncode == 0, deleted.stderr
-    assert "left untouched" in deleted.stderr
-    assert Path(built.result["path"]).is_file()
+def test_delete_leaves_a_file_that_is_no_longer_this_builds(qemu: QemuStack) -> None:
+    """In-process: the delete command's path through the engine is covered above."""
+    directory = stored_build(qemu, "e" * 64, "2026-01-01T00:00:00Z")
+    spec = qemu.base
+    previous = ArtifactResult(
+        image=spec.image,
+        version=spec.version,
+        fingerprint=spec.fingerprint,
+        path=str(directory / spec.file_name),
+        file=spec.file_name,
+        size=1,
+        sha256="0" * 64,
+        manifest=str(directory / "manifest.json"),
+        built_at="2026-01-01T00:00:00Z",
+        source_commit=None,
+    )
+    stderr = StringIO()
+    environ = {PREVIOUS_STDOUT: previous.to_json()}
+    context = qemu_runner.QemuContext(spec, read_tuning({}), Console(stderr), SignalHub(), environ, qemu.root)
+    qemu_runner.delete(context)
+    assert "left untouched" in stderr.getvalue()
+    assert (directory / spec.file_name).is_file() and not (directory / SUPERSEDED_MARKER).exists()
