@@ -8,6 +8,7 @@ update); Packer's output and progress go to stderr. See docs/build-runner.md.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shutil
@@ -357,9 +358,45 @@ def update(ctx: QemuContext) -> ArtifactResult:
     if artifact is None or problem is not None:
         raise RunnerError(f"the image file built earlier cannot be used: {problem}", ARTIFACT_DIR_KEY, rebuild)
     ctx.console.stage(f"{artifact.file} verified (sha256 {previous.sha256}); nothing to rebuild")
+    if artifact.directory.parent != ctx.image_dir:
+        artifact = move_to_image_dir(ctx, artifact)
     if artifact.manifest.version != spec.version:
         artifact = relabel(ctx, artifact)
     return _result(ctx, artifact)
+
+
+def move_to_image_dir(ctx: QemuContext, artifact: StoredArtifact) -> StoredArtifact:
+    """build.artifactDir changed: move the file's directory there rather than build the same image again.
+
+    Across filesystems the copy goes to a work directory first, so an interrupted move never leaves a
+    directory that looks finished; the old one is removed only once the copy is in place.
+    """
+    console, spec = ctx.console, ctx.spec
+    final = ctx.image_dir / artifact.directory.name
+    if final.exists():
+        raise RunnerError(
+            f"cannot move {artifact.directory} to {final}: something is already there",
+            ARTIFACT_DIR_KEY,
+            "move or remove that directory, then run pulumi up again",
+        )
+    ctx.image_dir.mkdir(parents=True, exist_ok=True)
+    console.stage(f"build.artifactDir changed: moving {artifact.directory} to {ctx.image_dir}")
+    try:
+        artifact.directory.rename(final)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        work = ctx.image_dir / f"{WORK_PREFIX}{spec.fingerprint[:12]}-{os.getpid()}"
+        shutil.copytree(artifact.directory, work)
+        work.rename(final)
+        shutil.rmtree(artifact.directory)
+    left = [old.directory for old in stored_artifacts(artifact.directory.parent, spec.image) if old.superseded]
+    if left:
+        console.note(
+            f"files kept for rollback stay in {artifact.directory.parent} (gc looks only in the new "
+            f"build.artifactDir): {', '.join(str(path) for path in left)}"
+        )
+    return StoredArtifact(final, artifact.manifest)
 
 
 def relabel(ctx: QemuContext, artifact: StoredArtifact) -> StoredArtifact:

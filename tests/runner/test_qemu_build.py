@@ -14,6 +14,7 @@ cleanup on failure, update and retention.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -320,11 +321,23 @@ def test_update_reverifies_the_file_renames_it_on_a_version_bump_and_refuses_a_c
     assert len(qemu.packer_calls()) == 2, "same content: no Packer run"
     assert _gc_findings(qemu, qemu.base.fingerprint, 0) == [], "gc knows the renamed file as this image's current one"
 
+    elsewhere = qemu.root / "elsewhere"
+    relocate = set_key("homelab-images:build/artifactDir", str(elsewhere))
+    step = qemu.up(qemu.spec(retime, bump, relocate))
+    assert step.operation == "update", "where the file lies is no reason to rebuild"
+    assert step.ok, step.run.stderr
+    moved = Path(step.run.result["path"])
+    assert moved == elsewhere / qemu.base.image / disk.parent.name / disk.name and moved.is_file()
+    assert step.run.result["sha256"] == created.result["sha256"]
+    assert not disk.parent.exists(), "moved, not copied"
+    assert len(qemu.packer_calls()) == 2, "same content: no Packer run"
+    disk = moved
+
     with open(disk, "r+b") as handle:
         handle.seek(1024)
         handle.write(b"tampered")
     recorded = qemu.stack.state
-    refused = qemu.up(qemu.spec(bump))
+    refused = qemu.up(qemu.spec(bump, relocate))
     assert refused.operation == "update" and not refused.ok
     refused.run.assert_clean()
     assert refused.run.errors == [
@@ -514,3 +527,46 @@ def test_delete_leaves_a_file_that_is_no_longer_this_builds(qemu: QemuStack) -> 
     qemu_runner.delete(context)
     assert "left untouched" in stderr.getvalue()
     assert (directory / spec.file_name).is_file() and not (directory / SUPERSEDED_MARKER).exists()
+
+
+def test_a_move_to_another_filesystem_copies_through_a_work_directory(
+    qemu: QemuStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process: an artifactDir on another filesystem cannot be renamed into (EXDEV); the update path through
+    the engine is covered above."""
+    spec = qemu.base
+    directory = stored_build(qemu, spec.fingerprint, "2026-01-01T00:00:00Z")
+    manifest = json.loads((directory / "manifest.json").read_text())
+    previous = ArtifactResult(
+        image=spec.image,
+        version=spec.version,
+        fingerprint=spec.fingerprint,
+        path=str(directory / spec.file_name),
+        file=spec.file_name,
+        size=manifest["size"],
+        sha256=manifest["sha256"],
+        manifest=str(directory / "manifest.json"),
+        built_at="2026-01-01T00:00:00Z",
+        source_commit=None,
+    )
+    other_fs = qemu.root / "other-filesystem"
+    rename = Path.rename
+    renamed: list[Path] = []
+
+    def cross_device(self: Path, target: Any) -> Path:
+        if self == directory:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        renamed.append(self)
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", cross_device)
+    moved_spec = spec.replace(artifact_dir=str(other_fs))
+    environ = {PREVIOUS_STDOUT: previous.to_json()}
+    context = qemu_runner.QemuContext(moved_spec, read_tuning({}), Console(StringIO()), SignalHub(), environ, qemu.root)
+    result = qemu_runner.update(context)
+    final = other_fs / spec.image / directory.name
+    assert Path(result.path) == final / spec.file_name
+    assert [path.name.startswith(".building-") for path in renamed] == [True], "copied aside, then renamed into place"
+    assert hashlib.sha256((final / spec.file_name).read_bytes()).hexdigest() == previous.sha256
+    assert not directory.exists()
+    assert sorted(path.name for path in (other_fs / spec.image).iterdir()) == [directory.name]
