@@ -64,7 +64,7 @@ def test_a_readme_command_runs_as_written(command: str, tmp_path: Path) -> None:
     if argv[1] == "gc" and "artifacts" not in argv:
         assert done.returncode != 0
         assert done.stderr.splitlines() == [
-            "error: PROXMOX_VE_API_TOKEN is not set, homelab-images gc: export "
+            "error: homelab-images gc: PROXMOX_VE_API_TOKEN is not set; export "
             "PROXMOX_VE_API_TOKEN='user@realm!tokenid=secret' (the token of proxmoxve:apiToken) and run again"
         ]
         return

@@ -265,14 +265,14 @@ def gc_request(config: StackConfig, stack_file: Path) -> GcRequest:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     from homelab_images.runner.errors import RunnerError
-    from homelab_images.runner.gc import run_gc
+    from homelab_images.runner.gc import message, run_gc
 
     path = _stack_file(args)
     request = gc_request(load_stack_file(path), path)
     try:
         return run_gc(request, args.apply, sys.stdout, only=args.only)
     except RunnerError as error:
-        raise CommandFailed(str(error)) from None
+        raise CommandFailed(message(error)) from None
 
 
 class _Parser(argparse.ArgumentParser):

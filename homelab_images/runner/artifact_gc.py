@@ -6,11 +6,13 @@ directories of builds whose process is gone. Only what the qemu build itself
 makes is considered (homelab_images.runner.artifacts): a build directory whose
 ``manifest.json`` is this program's, names the image of the directory it is in
 and matches the directory's own name, or a work directory named exactly
-``.building-<fingerprint[:12]>-<pid>``. Anything else, and every symbolic link,
-is left alone. Never deleted, only reported: the current file of each image
-(the newest matching the planned qemu fingerprint, else the newest not
-superseded), any other finished file that is not superseded (no build result
-lists it), and a work directory whose build process is running.
+``.building-<fingerprint[:12]>-<pid>``. Anything else, and every symbolic link
+inside ``artifactDir`` (an image directory too), is left alone; ``artifactDir``
+itself may be one. Never deleted, only reported: the current file of each image
+(the newest not superseded of the planned qemu fingerprint, else the newest not
+superseded), every file of the planned fingerprint (superseded or not: the
+qemu build reuses it), any other finished file that is not superseded (no build
+result lists it), and a work directory whose build process is running.
 """
 
 from __future__ import annotations
@@ -40,6 +42,14 @@ STILL_LISTED = (
 )
 FOREIGN = (
     "its manifest.json does not prove it is a build of this image (unreadable, another image's, or renamed); left alone"
+)
+PLANNED = (
+    "the file the stack config plans now (a reverted change not yet applied): pulumi up reuses it "
+    "rather than build it again; kept"
+)
+LINKED = (
+    "a symbolic link: gc follows none inside build.artifactDir (point build.artifactDir itself at another disk); "
+    "left alone"
 )
 NOTHING = (
     "nothing to collect: no superseded files beyond retention, of images no longer built, or of interrupted builds"
@@ -118,10 +128,11 @@ def _newest_first(builds: Sequence[StoredArtifact]) -> list[StoredArtifact]:
     return sorted(builds, key=lambda b: (b.manifest.built_at, b.directory.name), reverse=True)
 
 
-def _current(builds: list[StoredArtifact], fingerprint: str | None) -> StoredArtifact | None:
-    """The file the stack's state most likely lists: the newest of the planned fingerprint, else the newest."""
-    matching = [b for b in builds if b.manifest.fingerprint == fingerprint]
-    newest = matching or builds
+def _current(live: list[StoredArtifact], fingerprint: str | None) -> StoredArtifact | None:
+    """The file the stack's state most likely lists: the newest live one of the planned fingerprint, else the
+    newest live one (a change not yet applied, a reverted one whose file is still superseded)."""
+    matching = [b for b in live if b.manifest.fingerprint == fingerprint]
+    newest = matching or live
     return newest[0] if newest else None
 
 
@@ -133,9 +144,13 @@ def _finished(builds: list[StoredArtifact], configured: bool, fingerprint: str |
         return [*(_entry(b, reason, True) for b in superseded), *(_entry(b, STILL_LISTED, False) for b in live)]
     reason = f"superseded, beyond retainPrevious={retain}"
     current = _current(live, fingerprint)
+    # The qemu build's create reuses a file of the planned fingerprint (and drops its marker) instead of
+    # building it again: whatever its marker says, it is the one the config plans.
+    planned = [b for b in builds if fingerprint is not None and b.manifest.fingerprint == fingerprint]
     return [
-        *(_entry(b, reason, True) for b in superseded[retain:]),
-        *(_entry(b, UNTRACKED, False) for b in live if b is not current),
+        *(_entry(b, reason, True) for b in [b for b in superseded if b not in planned][retain:]),
+        *(_entry(b, PLANNED, False) for b in planned if b is not current),
+        *(_entry(b, UNTRACKED, False) for b in live if b is not current and b not in planned),
     ]
 
 
@@ -175,6 +190,10 @@ def find_artifacts(request: ArtifactGc, project_dir: Path) -> ArtifactFindings:
     if root.is_dir():
         for image_dir in root.iterdir():
             if image_dir.name.startswith(".") or not image_dir.is_dir():
+                continue
+            if image_dir.is_symlink():
+                # What is behind it may be another stack's or another program's: only artifactDir itself is followed.
+                entries.append(Entry(image_dir, LINKED, False))
                 continue
             try:
                 entries.extend(scan_image(image_dir, request))
@@ -236,6 +255,9 @@ def collect_artifacts(request: ArtifactGc, project_dir: Path, apply: bool, out: 
         else:
             status = EXIT_FAILED
             out.write(f"{line}: could not delete ({detail})\n")
+    if root.exists() and not root.is_dir():
+        out.write(f"  nothing to collect: it is not a directory; {ARTIFACT_DIR_KEY} must name one\n")
+        return EXIT_FAILED
     if not candidates:
         out.write(f"  {NOTHING}\n" if root.is_dir() else "  nothing to collect: the directory does not exist\n")
     elif not apply:

@@ -125,7 +125,10 @@ def run_gc(
     """Both parts, or ``only`` one; the files first: they need nothing but this machine."""
     environ = dict(os.environ if environ is None else environ)
     status = 0
-    if only != "templates" and (only == "artifacts" or request.artifacts.images or artifact_root(request).exists()):
+    files = only != "templates" and (
+        only == "artifacts" or bool(request.artifacts.images) or artifact_root(request).is_dir()
+    )
+    if files:
         status = collect_artifacts(request.artifacts, Path(request.project_dir), apply, out)
     if only == "artifacts":
         return status
@@ -134,19 +137,29 @@ def run_gc(
             f"Proxmox templates: skipped: no image is built with the proxmox-iso target and {TOKEN_VAR} is not set\n"
         )
         return status
-    return max(status, collect_templates(request, apply, out, environ))
+    return max(status, collect_templates(request, apply, out, environ, files_too=files))
 
 
 def artifact_root(request: GcRequest) -> Path:
     return Path(request.project_dir) / request.artifacts.artifact_dir
 
 
-def collect_templates(request: GcRequest, apply: bool, out: TextIO, environ: dict[str, str]) -> int:
+def message(error: RunnerError) -> str:
+    """gc's own refusals read as a command's (``homelab-images gc: <what>; <what to do>``); others as the runner's."""
+    if error.where == WHERE:
+        return f"{WHERE}: {error.what}; {error.todo}"
+    return str(error)
+
+
+def collect_templates(
+    request: GcRequest, apply: bool, out: TextIO, environ: dict[str, str], files_too: bool = False
+) -> int:
+    """``files_too``: the qcow2 files were collected first, so ``--only artifacts`` is worth suggesting."""
     environ.setdefault(ENDPOINT_VAR, request.endpoint)
     console = Console()
     token = token_text(environ)
     if not token or not TOKEN_FORMAT.match(token.strip()):
-        alone = " (or run with --only artifacts for the qcow2 files alone)" if request.artifacts.images else ""
+        alone = " (or run with --only artifacts for the qcow2 files alone)" if files_too else ""
         raise RunnerError(
             f"{TOKEN_VAR} is not set" if not token else f"{TOKEN_VAR} is not of the form user@realm!tokenid=secret",
             WHERE,

@@ -37,8 +37,8 @@ from homelab_images.runner.artifact_gc import (
     remove,
 )
 from homelab_images.runner.artifacts import checksum_line, write_manifest
-from homelab_images.runner.errors import EXIT_FAILED
-from homelab_images.runner.gc import run_gc
+from homelab_images.runner.errors import EXIT_FAILED, RunnerError
+from homelab_images.runner.gc import message, run_gc
 from tests.stack_files import image, mutated_config, write_stack_file
 
 PAYLOAD = 96 * 1024
@@ -290,6 +290,50 @@ def test_the_current_file_is_the_newest_of_the_planned_fingerprint_else_the_newe
     assert planned.is_dir() and newer.is_dir(), "a file that is not superseded is never deleted"
 
 
+def test_a_superseded_file_of_the_planned_fingerprint_is_never_deleted(tmp_path: Path) -> None:
+    """A reverted change not yet applied: the qemu build's create reuses that file rather than build it again."""
+    root = tmp_path / "artifacts"
+    image_name = shipped_spec().image
+    planned = build(root, variant("a"), "2026-01-01T00:00:00Z", superseded=True)
+    other = build(root, variant("b"), "2026-02-01T00:00:00Z", superseded=True)
+    listed = build(root, variant("c"), "2026-03-01T00:00:00Z")
+
+    status, lines = gc(request(root, 0, **{image_name: "a" * 64}), apply=True)
+
+    assert status == 0
+    assert [planned.is_dir(), other.exists(), listed.is_dir()] == [True, False, True]
+    assert f"  {image_name}/{planned.name} ({size(planned)}): {artifact_gc.PLANNED}" in lines
+    assert "the file the stack config plans now" in artifact_gc.PLANNED
+    assert not any(listed.name in line for line in lines), "the newest live file is what the state lists: current"
+    assert lines[-1].startswith("  deleted 1 of 1 candidates")
+
+
+def test_a_symlinked_image_directory_is_reported_and_not_followed(tmp_path: Path) -> None:
+    root = tmp_path / "artifacts"
+    elsewhere = tmp_path / "big-disk"
+    old = build(elsewhere, variant("a"), "2026-01-01T00:00:00Z", superseded=True)
+    killed = work_dir(elsewhere, variant("b"), dead_pid())
+    root.mkdir()
+    (root / shipped_spec().image).symlink_to(elsewhere / shipped_spec().image)
+
+    status, lines = gc(request(root, 0), apply=True)
+
+    assert status == 0
+    assert old.is_dir() and killed.is_dir(), "nothing behind a link inside artifactDir is deleted"
+    assert lines[1:] == [f"  {shipped_spec().image}: {artifact_gc.LINKED}", f"  {artifact_gc.NOTHING}"]
+
+
+def test_artifact_dir_itself_may_be_a_symbolic_link_to_another_disk(tmp_path: Path) -> None:
+    disk = tmp_path / "big-disk"
+    old = build(disk, variant("a"), "2026-01-01T00:00:00Z", superseded=True)
+    (tmp_path / "artifacts").symlink_to(disk)
+
+    status, lines = gc(request(Path("artifacts"), 0), apply=True, project_dir=tmp_path)
+
+    assert status == 0 and not old.exists()
+    assert lines[0] == f"qcow2 files in {disk} (homelab-images:build.artifactDir):"
+
+
 def test_a_live_build_is_never_touched_and_a_killed_one_is_removed(tmp_path: Path) -> None:
     root = tmp_path / "artifacts"
     live = work_dir(root, variant("a"), os.getpid())
@@ -406,7 +450,7 @@ def test_gc_without_a_token_collects_the_files_then_says_the_templates_need_one(
     assert code == EXIT_FAILED
     assert out.splitlines()[1].startswith("  nothing to collect")
     assert err.splitlines() == [
-        "error: PROXMOX_VE_API_TOKEN is not set, homelab-images gc: export "
+        "error: homelab-images gc: PROXMOX_VE_API_TOKEN is not set; export "
         "PROXMOX_VE_API_TOKEN='user@realm!tokenid=secret' (the token of proxmoxve:apiToken) and run again "
         "(or run with --only artifacts for the qcow2 files alone)"
     ]
@@ -451,4 +495,63 @@ def test_a_stack_without_proxmox_images_or_token_skips_the_templates_and_says_wh
     assert status == 0 and not old.exists()
     assert out.getvalue().splitlines()[-1] == (
         "Proxmox templates: skipped: no image is built with the proxmox-iso target and PROXMOX_VE_API_TOKEN is not set"
+    )
+
+
+def test_an_artifact_dir_that_is_a_file_is_named_as_not_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack_file, _ = qemu_stack(tmp_path)
+    (tmp_path / "artifacts").write_text("not a directory\n")
+
+    code, out, err = run_cli("--stack-file", str(stack_file), "--only", "artifacts", capsys=capsys)
+
+    assert (code, err) == (EXIT_FAILED, "")
+    assert out.splitlines() == [
+        f"qcow2 files in {tmp_path / 'artifacts'} (homelab-images:build.artifactDir):",
+        "  nothing to collect: it is not a directory; homelab-images:build.artifactDir must name one",
+    ]
+
+
+def template_stack_request(project_dir: Path) -> GcRequest:
+    """A stack whose images are built with proxmox-iso only: no qemu image, whatever lies in artifactDir."""
+    return GcRequest(
+        endpoint="https://pve.invalid:8006/",
+        ca_bundle=None,
+        insecure=False,
+        project_dir=str(project_dir),
+        images=[shipped_spec().image],
+        retain_previous=1,
+        vm_id_range=IdRange(first=9000, last=9049),
+        artifacts=ArtifactGc(artifact_dir="artifacts", images=[], retain_previous=1),
+    )
+
+
+def test_without_a_token_the_hint_to_collect_files_alone_follows_whether_files_were_collected(
+    tmp_path: Path,
+) -> None:
+    """Files left by a qemu target the stack no longer has are collected, so --only artifacts is worth naming;
+    with --only templates it is not."""
+    gc_request = template_stack_request(tmp_path)
+    with pytest.raises(RunnerError) as without_files:
+        run_gc(gc_request, False, io.StringIO(), environ={})
+    assert "--only artifacts" not in message(without_files.value)
+
+    build(tmp_path / "artifacts", variant("a"), "2026-01-01T00:00:00Z", superseded=True)
+    out = io.StringIO()
+    with pytest.raises(RunnerError) as with_files:
+        run_gc(gc_request, False, out, environ={})
+    assert "superseded, image no longer built with the qemu target: would delete" in out.getvalue()
+    assert message(with_files.value) == (
+        "homelab-images gc: PROXMOX_VE_API_TOKEN is not set; export PROXMOX_VE_API_TOKEN='user@realm!tokenid=secret' "
+        "(the token of proxmoxve:apiToken) and run again (or run with --only artifacts for the qcow2 files alone)"
+    )
+
+    out = io.StringIO()
+    with pytest.raises(RunnerError) as templates_only:
+        run_gc(gc_request, False, out, environ={"PROXMOX_VE_API_TOKEN": "not-a-token"}, only="templates")
+    assert out.getvalue() == ""
+    assert message(templates_only.value) == (
+        "homelab-images gc: PROXMOX_VE_API_TOKEN is not of the form user@realm!tokenid=secret; "
+        "export PROXMOX_VE_API_TOKEN='user@realm!tokenid=secret' (the token of proxmoxve:apiToken) and run again"
     )

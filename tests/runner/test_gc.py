@@ -101,7 +101,7 @@ def test_gc_without_a_token_says_how_to_provide_it(runner: Runner) -> None:
     done = gc(runner, without="PROXMOX_VE_API_TOKEN")
     assert done.returncode != 0
     assert done.stderr.strip() == (
-        "error: PROXMOX_VE_API_TOKEN is not set, homelab-images gc: "
+        "error: homelab-images gc: PROXMOX_VE_API_TOKEN is not set; "
         "export PROXMOX_VE_API_TOKEN='user@realm!tokenid=secret' (the token of proxmoxve:apiToken) and run again"
     )
 
@@ -111,7 +111,7 @@ def test_gc_with_a_malformed_token_says_how_to_provide_it_without_echoing_it(run
     done = gc(runner, extra_env={"PROXMOX_VE_API_TOKEN": "sentinel-not-a-token"})
     assert done.returncode != 0
     assert done.stderr.strip() == (
-        "error: PROXMOX_VE_API_TOKEN is not of the form user@realm!tokenid=secret, homelab-images gc: "
+        "error: homelab-images gc: PROXMOX_VE_API_TOKEN is not of the form user@realm!tokenid=secret; "
         "export PROXMOX_VE_API_TOKEN='user@realm!tokenid=secret' (the token of proxmoxve:apiToken) and run again"
     )
     assert "sentinel" not in done.stdout + done.stderr
