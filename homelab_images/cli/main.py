@@ -45,6 +45,7 @@ from homelab_images.core.qemu_template import QemuTemplateInvalid, validate_qemu
 from homelab_images.core.stackfile import load_stack_file
 from homelab_images.core.stackfile_edit import StackFileEditError
 from homelab_images.core.versioning import (
+    LockFinding,
     content_fingerprint,
     image_content,
     lock_findings,
@@ -133,11 +134,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         problems += filter(None, [ca_bundle_problem(config, project_dir)])
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
-    findings = [str(finding) for finding in lock_findings(read_lock(lock_path(path)), plans)]
+    findings = lock_findings(read_lock(lock_path(path)), plans)
     for finding in findings:
         print(f"warning: {finding}", file=sys.stderr)
     if findings:
-        print(f"note: {_lock_hint(path)}", file=sys.stderr)
+        print(f"note: {_lock_hint(args, path, findings)}", file=sys.stderr)
     if findings and config.build.strict_versioning:
         raise CommandFailed("strictVersioning is on and the lock file disagrees (see above)")
     return 0
@@ -191,11 +192,19 @@ def cmd_spec(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lock_hint(stack_file: Path) -> str:
-    return (
-        f"lock file {lock_path(stack_file)}; after a version bump: "
-        f"venv/bin/homelab-images lock --update --stack-file {stack_file}"
-    )
+def _stack_argument(args: argparse.Namespace) -> str:
+    """How the user named the stack, to echo in a command to run next."""
+    return f"--stack {args.stack}" if args.stack else f"--stack-file {args.stack_file}"
+
+
+def _lock_hint(args: argparse.Namespace, stack_file: Path, findings: Sequence[LockFinding]) -> str:
+    """What to run for these findings: a new version first when one is needed, else just record them."""
+    update = f"venv/bin/homelab-images lock --update {_stack_argument(args)}"
+    # Next to the stack file as the user gave it; with --stack, in the project directory.
+    lock = lock_path(stack_file) if args.stack_file else lock_path(stack_file).name
+    if any(finding.kind != "unrecorded" for finding in findings):
+        return f"lock file {lock}: after changing the versions as said above, run {update}"
+    return f"lock file {lock}: to record them, run {update}"
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
@@ -209,17 +218,16 @@ def cmd_lock(args: argparse.Namespace) -> int:
             raise CommandFailed(str(error)) from None
         print(f"updated {lock_file.name}")
         return 0
-    findings = [str(finding) for finding in lock_findings(read_lock(lock_path(path)), plans)]
+    findings = lock_findings(read_lock(lock_path(path)), plans)
     if findings:
-        raise CommandFailed("\n".join([*findings, _lock_hint(path)]))
+        raise CommandFailed("\n".join([*map(str, findings), _lock_hint(args, path, findings)]))
     print(f"{lock_file.name}: every image's version matches its content")
     return 0
 
 
 def cmd_pins(args: argparse.Namespace) -> int:
-    rerun_hint = f"--stack {args.stack}" if args.stack else f"--stack-file {args.stack_file}"
     try:
-        return pins.run_pins(args, _stack_file(args), rerun_hint, sys.stdout)
+        return pins.run_pins(args, _stack_file(args), _stack_argument(args), sys.stdout)
     except (pins.PinsFailed, StackFileEditError) as error:
         raise CommandFailed(str(error)) from None
 

@@ -71,6 +71,29 @@ def test_bump_then_update_passes(project: Path, capsys: Any) -> None:
     assert list(recorded["images"][IMAGE]) == ["1.0.0", "1.1.0"]
 
 
+def test_the_hint_says_what_these_findings_need_and_names_the_stack_as_the_user_did(
+    project: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _set_targets(project, "[proxmox-iso, qemu]")
+    code, output = _lock(project, "--check", capsys)
+    assert code == 1
+    assert output.splitlines()[-1] == (
+        f"error: lock file {project.with_name('Pulumi.homelab.lock.json')}: to record them, run "
+        f"venv/bin/homelab-images lock --update --stack-file {project}"
+    ), "a newly recorded target needs no version bump"
+
+    _edit(project, "rootMinGiB: 8", "rootMinGiB: 10")
+    project_dir = project.parent
+    monkeypatch.setattr("homelab_images.cli.main.stack_file_path", lambda name: project_dir / f"Pulumi.{name}.yaml")
+    for command in (["lock", "--check"], ["validate"]):
+        cli_main([*command, "--stack", "homelab"])
+        output = capsys.readouterr().err
+        assert (
+            "lock file Pulumi.homelab.lock.json: after changing the versions as said above, run "
+            "venv/bin/homelab-images lock --update --stack homelab\n"
+        ) in output, command
+
+
 def test_reusing_an_old_version_for_new_content_fails(project: Path, capsys: Any) -> None:
     _edit(project, "rootMinGiB: 8", "rootMinGiB: 10")
     _edit(project, 'version: "1.0.0"', 'version: "1.1.0"')
