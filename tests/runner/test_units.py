@@ -10,7 +10,7 @@ import pytest
 
 from homelab_images.contract.result import parse_result
 from homelab_images.runner.console import Console
-from homelab_images.runner.env import parse_token
+from homelab_images.runner.env import parse_token, read_tuning
 from homelab_images.runner.errors import RunnerError
 from homelab_images.runner.packer_run import PackerRun, packer_error, read_manifest, stage_of
 from homelab_images.runner.preflight import held_on
@@ -28,6 +28,14 @@ def test_malformed_token_message_never_shows_the_value(raw: str) -> None:
     with pytest.raises(RunnerError) as caught:
         parse_token(raw)
     assert "0f1e-secret" not in str(caught.value)
+
+
+def test_timing_knobs_keep_the_real_defaults_unless_set() -> None:
+    """The tests shorten the smoke check's repeat interval; a build without the variable waits 2 s."""
+    assert read_tuning({}).smoke_repeat_seconds == 2.0
+    assert read_tuning({"HOMELAB_IMAGES_SMOKE_REPEAT_SECONDS": "0.1"}).smoke_repeat_seconds == 0.1
+    with pytest.raises(RunnerError, match="HOMELAB_IMAGES_SMOKE_REPEAT_SECONDS must not be negative"):
+        read_tuning({"HOMELAB_IMAGES_SMOKE_REPEAT_SECONDS": "-1"})
 
 
 def test_privilege_on_a_parent_path_covers_children_but_not_siblings() -> None:
