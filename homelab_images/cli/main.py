@@ -37,7 +37,7 @@ from homelab_images.contract.gc_request import ArtifactGc, ArtifactImage, GcRequ
 from homelab_images.contract.packer_files import KICKSTART_FILE, QEMU_TEMPLATE_FILE, SCRIPTS_DIR, TEMPLATE_FILE
 from homelab_images.core.config import ConfigError, StackConfig
 from homelab_images.core.kickstart import BUILD_KEY_PLACEHOLDER, KickstartInvalid
-from homelab_images.core.local_files import ca_bundle_problem, missing_import_files
+from homelab_images.core.local_files import artifact_dir_problem, ca_bundle_problem, missing_import_files
 from homelab_images.core.packer_template import PackerTemplateInvalid, validate_packer_template
 from homelab_images.core.paths import kickstart_dir_for, stack_file_path
 from homelab_images.core.plan import ImagePlan, packer_variables, plan_stack
@@ -130,6 +130,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     project_dir = path.resolve().parent
     # Warnings only: validate may run where the stack is not deployed from (CI); the program refuses them.
     problems = missing_import_files(config, project_dir)
+    problems += filter(None, [artifact_dir_problem(config, project_dir)])
     if any(plan.build_spec is not None for plan in plans):
         problems += filter(None, [ca_bundle_problem(config, project_dir)])
     for problem in problems:

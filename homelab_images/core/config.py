@@ -21,13 +21,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     ValidationError,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails
 
 from homelab_images.contract.endpoint import https_url_parts
 from homelab_images.contract.stack_keys import ENDPOINT_KEY, INSECURE_KEY, OWNER_KEY, PROJECT, PROVIDER, TOKEN_KEY
+from homelab_images.core.unknown_keys import unknown_key_problem
 
 # Proxmox accepts VM IDs 100..999999999 (pve-vmid format).
 MIN_VMID = 100
@@ -128,7 +131,14 @@ def _bool_from_cli_string(value: Any) -> Any:
 
 
 SemVer = Annotated[str, _matching(SEMVER, 'a semantic version such as "1.4.0" (quoted)')]
-Sha256 = Annotated[str, _matching(SHA256, "64 lowercase hex characters (a sha256 digest, quoted)")]
+
+
+def _lowercase(value: Any) -> Any:
+    # Windows' Get-FileHash prints uppercase; fingerprints and the runner compare lowercase digests.
+    return value.lower() if isinstance(value, str) else value
+
+
+Sha256 = Annotated[str, BeforeValidator(_lowercase), _matching(SHA256, "64 hex characters (a sha256 digest, quoted)")]
 K3sRelease = Annotated[str, _matching(K3S_RELEASE, 'a k3s release tag such as "v1.33.5+k3s1"')]
 ImageName = Annotated[
     str,
@@ -145,6 +155,16 @@ MirrorUrl = Annotated[str, AfterValidator(_release_mirror)]
 IsoUrl = Annotated[str, AfterValidator(_iso_url)]
 HttpBindAddress = Annotated[str, AfterValidator(_http_bind_address)]
 Period = Annotated[str, _matching(PERIOD, 'a period in days or weeks such as "30d" or "2w"')]
+
+
+def _not_expanded(value: str) -> str:
+    """Nothing between the config and the file expands ~ or $VARIABLES: they would become directory names."""
+    if value.startswith("~") or "$" in value:
+        raise ValueError(f"~ and $VARIABLES are not expanded: write the full path, got {value!r}")
+    return value
+
+
+LocalPath = Annotated[str, AfterValidator(_not_expanded)]
 
 
 class Model(BaseModel):
@@ -167,10 +187,7 @@ class VmIdRange(Model):
     def _ordered(self) -> VmIdRange:
         if self.last < self.first:
             raise ValueError(f"last ({self.last}) must not be below first ({self.first})")
-        if self.last - self.first + 1 < 2:
-            raise ValueError(
-                "the range must hold at least 2 IDs: a rebuild creates the new template before retiring the old"
-            )
+        # How many IDs are enough depends on the images with a template: the budget check in _cross_checks.
         return self
 
 
@@ -186,7 +203,7 @@ class ProxmoxSettings(Model):
     )
     bridge: BridgeName = Field(description="Bridge the build VM's network adapter attaches to.")
     vm_id_range: VmIdRange = Field(description="Range of VM IDs owned by this program.")
-    ca_bundle: str | None = Field(
+    ca_bundle: LocalPath | None = Field(
         default=None,
         description="PEM file of the CA that signed the Proxmox certificate.",
     )
@@ -215,14 +232,22 @@ def _absolute_path(value: str) -> str:
     return value
 
 
-def _directory_path(value: str) -> str:
-    if not value.strip() or "\x00" in value or value != value.strip():
+def _artifact_directory(value: str) -> str:
+    """A directory of the build's own: gc removes what it finds there, and the runner resolves it as written."""
+    if "\x00" in value or value != value.strip():
         raise ValueError(f"expected a directory path, got {value!r}")
+    _not_expanded(value)
+    parts = [part for part in value.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"expected a path without '..' components (a directory of its own), got {value!r}")
+    if not parts:
+        where = "the filesystem root" if value.startswith("/") else "the project directory itself"
+        raise ValueError(f"expected a directory of its own for the qcow2 files, not {where}: got {value!r}")
     return value
 
 
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
-DirectoryPath = Annotated[str, AfterValidator(_directory_path)]
+ArtifactDirectory = Annotated[str, AfterValidator(_artifact_directory)]
 
 # Where an image is built: proxmox-iso installs on the Proxmox node and leaves a
 # template there; qemu installs on the machine that runs the build and leaves a
@@ -277,7 +302,12 @@ class BuildSettings(Model):
     ssh_timeout_minutes: int = Field(default=45, ge=5, le=600, description="Wait for SSH after boot, minutes.")
     task_timeout_minutes: int = Field(default=10, ge=1, le=120, description="One Proxmox task, minutes.")
     boot_wait_seconds: int = Field(default=10, ge=1, le=300, description="Wait before typing the boot command.")
-    retain_previous: int = Field(default=1, ge=0, le=10, description="Superseded templates kept for rollback.")
+    retain_previous: int = Field(
+        default=1,
+        ge=0,
+        le=10,
+        description="Superseded builds kept for rollback, per image: templates and qcow2 files.",
+    )
     strict_versioning: bool = Field(
         default=False,
         description="Fail preview when an image changed without a version bump.",
@@ -293,7 +323,7 @@ class BuildSettings(Model):
             "there and puts it in the boot command (default: its first non-loopback IPv4 address)."
         ),
     )
-    artifact_dir: DirectoryPath = Field(
+    artifact_dir: ArtifactDirectory = Field(
         default="artifacts",
         description="Where qemu builds leave their qcow2 files; a relative path starts at the project directory.",
     )
@@ -346,7 +376,10 @@ def _qcow2_path(value: str) -> str:
             "expected the path of a .qcow2 file whose name has only letters, digits and -_. "
             f"(the qemu target's artifacts/<image>/<dir>/<name>-v<version>.qcow2), got {value!r}"
         )
-    return value
+    return _not_expanded(value)
+
+
+ONE_SOURCE = "expected exactly one of url (Proxmox downloads the qcow2) and path (this machine uploads it)"
 
 
 class ImportSource(Model):
@@ -367,12 +400,30 @@ class ImportSource(Model):
             return self.path.rsplit("/", 1)[-1]
         return urlsplit(self.url or "").path.rsplit("/", 1)[-1]
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _neither_source_is_reported_with_the_rest(
+        cls, data: Any, handler: ModelWrapValidatorHandler[ImportSource]
+    ) -> ImportSource:
+        """`importFrom: {}` lacks a source and the sha256: one run names both, though the after-check below
+        runs only once every field is valid."""
+        try:
+            return handler(data)
+        except ValidationError as error:
+            if not isinstance(data, Mapping) or data.get("url") is not None or data.get("path") is not None:
+                raise
+            details: list[InitErrorDetails] = [
+                {"type": detail["type"], "loc": detail["loc"], "input": detail["input"], "ctx": detail.get("ctx", {})}
+                for detail in error.errors()
+            ]
+            neither = ValueError(ONE_SOURCE)
+            details.append({"type": "value_error", "loc": (), "input": data, "ctx": {"error": neither}})
+            raise ValidationError.from_exception_data(error.title, details) from None
+
     @model_validator(mode="after")
     def _one_source(self) -> ImportSource:
         if (self.url is None) == (self.path is None):
-            raise ValueError(
-                "expected exactly one of url (Proxmox downloads the qcow2) and path (this machine uploads it)"
-            )
+            raise ValueError(ONE_SOURCE)
         if self.url is not None and not QCOW2_FILE.fullmatch(self.file_name):
             raise ValueError(f"url must name a .qcow2 file (letters, digits, -_.), got {self.url!r}")
         return self
@@ -542,7 +593,6 @@ _TYPE_HINTS = {
     "model_type": "expected a mapping of keys to values",
     "model_attributes_type": "expected a mapping of keys to values",
     "missing": "is required but missing",
-    "extra_forbidden": "is not a known setting (check the spelling)",
 }
 
 
@@ -684,6 +734,9 @@ def load_config(raw: Mapping[str, Any]) -> StackConfig:
                     f"{path}: is not used: this program configures its provider from "
                     f"{ENDPOINT_KEY}, {TOKEN_KEY} and {INSECURE_KEY} only; remove it"
                 )
+                continue
+            if detail["type"] == "extra_forbidden":
+                problems.append(unknown_key_problem(StackConfig, detail["loc"], path))
                 continue
             problems.append(f"{path or 'config'}: {_describe(detail)}")
         raise ConfigError(misspelt + problems) from None

@@ -11,6 +11,8 @@ from homelab_images.core.config import StackConfig
 
 PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 CA_BUNDLE_KEY = "homelab-images:proxmox.caBundle"
+ARTIFACT_DIR_KEY = "homelab-images:build.artifactDir"
+QEMU_TARGET = "qemu"
 
 
 def ca_bundle_problem(config: StackConfig, project_dir: Path) -> str | None:
@@ -46,3 +48,21 @@ def missing_import_files(config: StackConfig, project_dir: Path) -> list[str]:
                 "make the template (build it with the qemu target, copy it here, or fix the path)"
             )
     return missing
+
+
+def artifact_dir_problem(config: StackConfig, project_dir: Path) -> str | None:
+    """Why the qemu target cannot put its files in build.artifactDir, or None (also without a qemu image).
+
+    The directory is made by the build; a file where it (or a directory above it) should be stops the build."""
+    if not any(QEMU_TARGET in image.targets for image in config.images):
+        return None
+    resolved = (project_dir / config.build.artifact_dir).resolve()
+    for path in (resolved, *resolved.parents):
+        if path.exists():
+            if path.is_dir():
+                return None
+            return (
+                f"{ARTIFACT_DIR_KEY}: {path} is a file, not a directory; the qemu build cannot put its files in "
+                f"{resolved} (move the file away or choose another directory)"
+            )
+    return None

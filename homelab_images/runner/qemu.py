@@ -287,15 +287,26 @@ def _build_in(ctx: QemuContext, build: BuildDirectory, work: Path, deadline: flo
     built_file(build.path, spec.file_name)
 
 
+def make_image_dir(image_dir: Path) -> None:
+    try:
+        image_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        in_the_way = next((path for path in (image_dir, *image_dir.parents) if path.is_file()), None)
+        if in_the_way is not None:
+            raise RunnerError(
+                f"cannot create {image_dir}: {in_the_way} is a file, not a directory",
+                ARTIFACT_DIR_KEY,
+                "move the file away or point build.artifactDir at a directory",
+            ) from None
+        raise RunnerError(
+            f"cannot create {image_dir} ({error.strerror})", ARTIFACT_DIR_KEY, "fix the path or its permissions"
+        ) from None
+
+
 def create(ctx: QemuContext) -> ArtifactResult:
     spec, console = ctx.spec, ctx.console
     console.stage(f"preflight: qemu build of {spec.file_name} in {ctx.image_dir}")
-    try:
-        ctx.image_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RunnerError(
-            f"cannot create {ctx.image_dir} ({error.strerror})", ARTIFACT_DIR_KEY, "fix the path or its permissions"
-        ) from None
+    make_image_dir(ctx.image_dir)
     qemu_img = check_host(spec, ctx.environ, ctx.image_dir, console)
     console.stage(f"Packer {check_packer_version(find_packer(ctx.environ), ctx.environ)}")
     remove_stale_work(ctx.image_dir, console)
@@ -379,7 +390,7 @@ def move_to_image_dir(ctx: QemuContext, artifact: StoredArtifact) -> StoredArtif
             ARTIFACT_DIR_KEY,
             "move or remove that directory, then run pulumi up again",
         )
-    ctx.image_dir.mkdir(parents=True, exist_ok=True)
+    make_image_dir(ctx.image_dir)
     console.stage(f"build.artifactDir changed: moving {artifact.directory} to {ctx.image_dir}")
     try:
         artifact.directory.rename(final)

@@ -109,8 +109,8 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("semver-invalid", set_key(f"{IMG}.version", "1.0"), "images[0].version", "semantic version"),
     ("semver-float", set_key(f"{IMG}.version", 1.1), "images[0].version", "quote"),
     ("semver-leading-v", set_key(f"{IMG}.version", "v1.0.0"), "images[0].version", "semantic version"),
-    ("sha-short", set_key(f"{IMG}.iso.sha256", "abc123"), "images[0].iso.sha256", "64 lowercase hex"),
-    ("sha-upper", set_key(f"{IMG}.iso.sha256", "A" * 64), "images[0].iso.sha256", "64 lowercase hex"),
+    ("sha-short", set_key(f"{IMG}.iso.sha256", "abc123"), "images[0].iso.sha256", "64 hex"),
+    ("sha-not-hex", set_key(f"{IMG}.iso.sha256", "G" * 64), "images[0].iso.sha256", "64 hex"),
     ("sha-number", set_key(f"{IMG}.iso.sha256", 1234), "images[0].iso.sha256", "quote"),
     ("iso-http", set_key(f"{IMG}.iso.url", "http://repo.almalinux.org/x.iso"), "images[0].iso.url", "https://"),
     ("iso-not-iso", set_key(f"{IMG}.iso.url", "https://repo.almalinux.org/x.qcow2"), "images[0].iso", ".iso file"),
@@ -147,7 +147,12 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("unknown-image-key", set_key(f"{IMG}.k3sVersion", "v1.36.4+k3s1"), "images[0].k3sVersion", "not a known setting"),
     ("bad-timezone", set_key(f"{IMG}.timezone", "utc+1"), "images[0].timezone", "time zone"),
     ("missing-k3s", set_key(f"{IMG}.k3s", DELETE), "images[0].k3s", "required"),
-    ("snake-case-key", set_key("homelab-images:proxmox/vm_storage", "local-lvm"), "proxmox.vm_storage", "not a known"),
+    (
+        "snake-case-key",
+        set_key("homelab-images:proxmox/vm_storage", "local-lvm"),
+        "proxmox.vm_storage",
+        "did you mean 'homelab-images:proxmox.vmStorage'?",
+    ),
     ("namespace-typo", set_key("homelab-image:build", {"timeoutMinutes": 60}), "homelab-image:build", "did you mean"),
     ("provider-key-unused", set_key("proxmoxve:minTls", "1.3"), "proxmoxve:minTls", "is not used"),
     ("targets-twice", set_key(f"{IMG}.targets", ["proxmox-iso", "qemu", "qemu"]), "images[0].targets", "twice"),
@@ -183,6 +188,100 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         set_key("homelab-images:build/artifactDir", " "),
         "homelab-images:build.artifactDir",
         "path",
+    ),
+    *[
+        (
+            f"artifact-dir-{case}",
+            set_key("homelab-images:build/artifactDir", value),
+            "homelab-images:build.artifactDir",
+            words,
+        )
+        for case, value, words in [
+            ("root", "/", "not the filesystem root"),
+            ("root-dotted", "//./", "not the filesystem root"),
+            ("dot", ".", "not the project directory itself"),
+            ("dot-slash", "./", "not the project directory itself"),
+            ("empty", "", "not the project directory itself"),
+            ("parent", "..", "without '..' components"),
+            ("parent-inside", "artifacts/../kickstart", "without '..' components"),
+            ("parent-absolute", "/srv/images/../../etc", "without '..' components"),
+            ("tilde", "~/artifacts", "~ and $VARIABLES are not expanded: write the full path"),
+            ("variable", "$HOME/a", "~ and $VARIABLES are not expanded: write the full path"),
+            ("braced-variable", "/srv/${STACK}/a", "~ and $VARIABLES are not expanded"),
+        ]
+    ],
+    (
+        "import-from-path-tilde",
+        set_key(f"{IMG}.importFrom", {"path": "~/images/a.qcow2", "sha256": "ab" * 32}),
+        "images[0].importFrom.path",
+        "~ and $VARIABLES are not expanded: write the full path",
+    ),
+    (
+        "import-from-path-variable",
+        set_key(f"{IMG}.importFrom", {"path": "$HOME/images/a.qcow2", "sha256": "ab" * 32}),
+        "images[0].importFrom.path",
+        "~ and $VARIABLES are not expanded: write the full path",
+    ),
+    (
+        "ca-bundle-tilde",
+        set_key("homelab-images:proxmox/caBundle", "~/pve-ca.pem"),
+        "homelab-images:proxmox.caBundle",
+        "~ and $VARIABLES are not expanded: write the full path",
+    ),
+    (
+        "ca-bundle-variable",
+        set_key("homelab-images:proxmox/caBundle", "${HOME}/pve-ca.pem"),
+        "homelab-images:proxmox.caBundle",
+        "~ and $VARIABLES are not expanded",
+    ),
+    (
+        "flat-nested-key",
+        set_key("homelab-images:build.artifactDir", "/tmp/x"),
+        "homelab-images:build.artifactDir",
+        "is a flat key; Pulumi stores nested settings with --path: "
+        "pulumi config set --path 'homelab-images:build.artifactDir' <value>",
+    ),
+    (
+        "flat-deeply-nested-key",
+        set_key("homelab-images:build.qemu.accelerator", "tcg"),
+        "homelab-images:build.qemu.accelerator",
+        "pulumi config set --path 'homelab-images:build.qemu.accelerator' <value>",
+    ),
+    (
+        "flat-image-key",
+        set_key("homelab-images:images[0].version", "1.0.1"),
+        "homelab-images:images[0].version",
+        "is a flat key",
+    ),
+    (
+        "near-miss-image-key",
+        set_key(f"{IMG}.importfrom", {"path": "a.qcow2", "sha256": "ab" * 32}),
+        "images[0].importfrom",
+        "is not a known setting; did you mean 'homelab-images:images[0].importFrom'?",
+    ),
+    (
+        "near-miss-targets",
+        set_key(f"{IMG}.target", ["qemu"]),
+        "images[0].target",
+        "did you mean 'homelab-images:images[0].targets'?",
+    ),
+    (
+        "near-miss-top-level",
+        set_key("homelab-images:bulid", {"timeoutMinutes": 60}),
+        "homelab-images:bulid",
+        "did you mean 'homelab-images:build'?",
+    ),
+    (
+        "nested-key-at-top-level",
+        set_key("homelab-images:artifactDir", "/srv/images"),
+        "homelab-images:artifactDir",
+        "did you mean 'homelab-images:build.artifactDir'? (a nested setting: set it with pulumi config set --path)",
+    ),
+    (
+        "misspelt-flat-key",
+        set_key("homelab-images:build.artifactdir", "/srv/images"),
+        "homelab-images:build.artifactdir",
+        "did you mean 'homelab-images:build.artifactDir'? (a nested setting",
     ),
     (
         "mirror-with-a-newline",
@@ -230,7 +329,7 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         "import-from-short-sha256",
         set_key(f"{IMG}.importFrom", {"url": "https://files.example.org/a.qcow2", "sha256": "abc"}),
         "images[0].importFrom.sha256",
-        "64 lowercase hex",
+        "64 hex",
     ),
     (
         "import-from-url-and-path",
@@ -515,3 +614,62 @@ def test_import_from_path_reaches_the_spec_and_where_the_file_lies_changes_no_fi
     elsewhere = planned({"path": "/srv/images/other-name.qcow2"})
     by_url = planned({"url": "https://files.example.org/alma9-k3s.qcow2"})
     assert by_path.fingerprint == elsewhere.fingerprint == by_url.fingerprint, "the qcow2's sha256 is what counts"
+
+
+def test_a_stack_of_qemu_only_images_needs_no_room_in_the_vm_id_range() -> None:
+    """An image built for qemu only takes no VM ID, so a one-ID range does not stop such a stack."""
+
+    def qemu_only_one_id(config: dict[str, Any]) -> None:
+        image(config)["targets"] = ["qemu"]
+        config["homelab-images:proxmox"]["vmIdRange"] = {"first": 9000, "last": 9000}
+
+    config = load_config(mutated_config(qemu_only_one_id))
+    assert [image.has_template for image in config.images] == [False]
+    with pytest.raises(ConfigError, match=r"vmIdRange: holds 1 IDs; 1 image\(s\) with a template .* at least 4"):
+        load_config(mutated_config(set_key("homelab-images:proxmox/vmIdRange.last", 9000)))
+
+
+def test_an_empty_import_from_names_both_missing_parts_in_one_run() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(mutated_config(set_key(f"{IMG}.importFrom", {})))
+    assert raised.value.problems == [
+        "homelab-images:images[0].importFrom.sha256: is required but missing",
+        "homelab-images:images[0].importFrom: expected exactly one of url (Proxmox downloads the qcow2) and path "
+        "(this machine uploads it)",
+    ]
+
+
+def test_absolute_and_relative_artifact_dirs_are_kept_as_written() -> None:
+    for value in ("/srv/images", "artifacts", "./out/qcow2", "builds/..2026"):
+        config = load_config(mutated_config(set_key("homelab-images:build/artifactDir", value)))
+        assert config.build.artifact_dir == value
+
+
+def test_uppercase_sha256_values_are_accepted_as_lowercase_and_change_no_fingerprint(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """Windows' Get-FileHash prints uppercase: the config reads the same digests, so the lock still agrees."""
+    config = fixture_document()["config"]
+    shas = image(config)["iso"], image(config)["k3s"]
+    lowercase = [dict(section) for section in shas]
+    for section in shas:
+        for key, value in section.items():
+            if key.lower().endswith("sha256"):
+                section[key] = value.upper()
+    image(config)["importFrom"] = {"url": "https://files.example.org/a.qcow2", "sha256": "AB" * 32}
+    stack_file = write_stack_file(tmp_path, config, name="Pulumi.homelab.yaml")
+    (tmp_path / "Pulumi.homelab.lock.json").write_bytes(
+        (FIXTURE_STACK_FILE.parent / "Pulumi.homelab.lock.json").read_bytes()
+    )
+    loaded = load_stack_file(stack_file)
+    (alma,) = loaded.images
+    assert alma.iso.sha256 == lowercase[0]["sha256"] and alma.iso.sha256.islower()
+    assert alma.k3s.binary_sha256 == lowercase[1]["binarySha256"]
+    assert alma.import_from is not None and alma.import_from.sha256 == "ab" * 32
+    spec = plan_stack(loaded, datetime(2026, 1, 1, tzinfo=UTC))[0].build_spec
+    assert spec is not None and spec.iso_sha256 == lowercase[0]["sha256"], "the runner sees lowercase"
+    assert spec.import_from is not None and spec.import_from.sha256 == "ab" * 32
+
+    del image(config)["importFrom"]
+    write_stack_file(tmp_path, config, name="Pulumi.homelab.yaml")
+    assert cli_main(["lock", "--check", "--stack-file", str(stack_file)]) == 0, capsys.readouterr().err

@@ -75,3 +75,29 @@ def test_validate_warns_about_a_missing_bundle(tmp_path: Path, capsys: Any) -> N
     (tmp_path / "ca.pem").write_text(CERTIFICATE)
     cli_main(["validate", "--stack-file", str(path)])
     assert KEY not in capsys.readouterr().err
+
+
+def _qemu_with_artifact_dir(value: str) -> dict[str, Any]:
+    def edit(config: dict[str, Any]) -> None:
+        config["homelab-images:images"][0]["targets"] = ["proxmox-iso", "qemu"]
+        config["homelab-images:build"]["artifactDir"] = value
+        config["homelab-images:build"]["strictVersioning"] = False  # adding a target changes the fingerprint
+
+    return mutated_config(edit)
+
+
+@pytest.mark.parametrize("value", ["artifacts", "artifacts/qcow2"], ids=["the-directory", "a-directory-above"])
+def test_validate_warns_about_a_file_where_the_artifact_dir_should_be(tmp_path: Path, capsys: Any, value: str) -> None:
+    """The qemu build makes the directory; a file in its way is a condition of this machine, so a warning."""
+    path = write_stack_file(tmp_path, _qemu_with_artifact_dir(value))
+    (tmp_path / "artifacts").write_text("someone's notes\n")
+    assert cli_main(["validate", "--stack-file", str(path)]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "artifactDir" in line]
+    assert warned == [
+        f"warning: homelab-images:build.artifactDir: {tmp_path.resolve() / 'artifacts'} is a file, not a directory; "
+        f"the qemu build cannot put its files in {tmp_path.resolve() / value} (move the file away or choose "
+        "another directory)"
+    ]
+    (tmp_path / "artifacts").unlink()
+    cli_main(["validate", "--stack-file", str(path)])
+    assert "artifactDir" not in capsys.readouterr().err, "a directory not made yet is fine: the build makes it"

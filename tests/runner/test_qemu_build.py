@@ -43,6 +43,7 @@ from homelab_images.runner.artifact_gc import find_artifacts
 from homelab_images.runner.artifacts import checksum_line, stored_artifacts, write_manifest
 from homelab_images.runner.console import Console
 from homelab_images.runner.env import read_tuning
+from homelab_images.runner.errors import RunnerError
 from homelab_images.runner.signals import SignalHub
 from tests.engine import PREVIOUS_STDOUT, CommandInputs, CommandProvider, Preview, Running, Stack, Step
 from tests.runner.conftest import REPO, STAND_IN_PACKER, interrupt
@@ -570,3 +571,40 @@ def test_a_move_to_another_filesystem_copies_through_a_work_directory(
     assert hashlib.sha256((final / spec.file_name).read_bytes()).hexdigest() == previous.sha256
     assert not directory.exists()
     assert sorted(path.name for path in (other_fs / spec.image).iterdir()) == [directory.name]
+
+
+def test_an_artifact_dir_that_is_a_file_is_named_before_building_or_moving(qemu: QemuStack) -> None:
+    """In-process: a file where build.artifactDir should be stops create, and an update that would move the
+    current file there, with one line naming the file and the key; nothing is built or moved."""
+    spec = qemu.base
+    in_the_way = qemu.root / "not-a-directory"
+    in_the_way.write_text("someone's notes\n")
+    file_spec = spec.replace(artifact_dir=str(in_the_way))
+    context = qemu_runner.QemuContext(file_spec, read_tuning({}), Console(StringIO()), SignalHub(), {}, qemu.root)
+    with pytest.raises(RunnerError) as created:
+        qemu_runner.create(context)
+    assert created.value.what == f"cannot create {in_the_way / spec.image}: {in_the_way} is a file, not a directory"
+    assert created.value.where == "homelab-images:build.artifactDir"
+    assert qemu.packer_calls() == []
+
+    directory = stored_build(qemu, spec.fingerprint, "2026-01-01T00:00:00Z")
+    manifest = json.loads((directory / "manifest.json").read_text())
+    previous = ArtifactResult(
+        image=spec.image,
+        version=spec.version,
+        fingerprint=spec.fingerprint,
+        path=str(directory / spec.file_name),
+        file=spec.file_name,
+        size=manifest["size"],
+        sha256=manifest["sha256"],
+        manifest=str(directory / "manifest.json"),
+        built_at="2026-01-01T00:00:00Z",
+        source_commit=None,
+    )
+    environ = {PREVIOUS_STDOUT: previous.to_json()}
+    context = qemu_runner.QemuContext(file_spec, read_tuning({}), Console(StringIO()), SignalHub(), environ, qemu.root)
+    with pytest.raises(RunnerError, match="is a file, not a directory") as moved:
+        qemu_runner.update(context)
+    assert moved.value.where == "homelab-images:build.artifactDir"
+    assert (directory / spec.file_name).is_file(), "the current file stays where it was"
+    assert in_the_way.read_text() == "someone's notes\n"
