@@ -6,13 +6,16 @@ copy or vendor this package into any VM-provisioning program.
 
 from homelab_images_consumer.contract import (
     SUPPORTED_SCHEMA_VERSIONS,
+    ArtifactRef,
     ImageNotFoundError,
+    NoArtifactError,
     NodeNotAvailableError,
     NoTemplateError,
     TemplateRef,
     TemplateResolutionError,
     UnsupportedSchemaError,
     VersionNotFoundError,
+    select_artifact,
     select_template,
     template_with_vm_id,
 )
@@ -24,13 +27,15 @@ from homelab_images_consumer.first_boot import (
     k3s_user_data,
     render_k3s_user_data,
 )
-from homelab_images_consumer.stack import resolve_template, resolve_template_by_vm_id
+from homelab_images_consumer.stack import resolve_artifact, resolve_template, resolve_template_by_vm_id
 
 __all__ = [
     "K3S_CONFIG_PATH",
     "SUPPORTED_SCHEMA_VERSIONS",
     "UNITS",
+    "ArtifactRef",
     "ImageNotFoundError",
+    "NoArtifactError",
     "NoTemplateError",
     "NodeNotAvailableError",
     "Role",
@@ -41,8 +46,10 @@ __all__ = [
     "VersionNotFoundError",
     "k3s_user_data",
     "render_k3s_user_data",
+    "resolve_artifact",
     "resolve_template",
     "resolve_template_by_vm_id",
+    "select_artifact",
     "select_template",
     "template_with_vm_id",
 ]

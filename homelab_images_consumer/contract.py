@@ -35,6 +35,10 @@ class NoTemplateError(ImageNotFoundError):
     """The image is exported, but only as a qcow2 file (``targets: [qemu]``): it has no Proxmox template."""
 
 
+class NoArtifactError(ImageNotFoundError):
+    """The image is exported, but with no qcow2 file: its ``targets`` do not include ``qemu``."""
+
+
 class VersionNotFoundError(TemplateResolutionError):
     """The image exists, but no template of it has (or had) that version."""
 
@@ -65,6 +69,22 @@ class TemplateRef:
     scsi_controller: str = _DEFAULT_SCSI_CONTROLLER
     # Earlier version labels of the same content: a pin on one of them resolves here.
     former_versions: tuple[str, ...] = ()
+    built_at: str | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """The current qcow2 file of an image (``artifacts[<image>].qemu``): what ``importFrom`` needs.
+
+    ``path`` is on the machine that ran the images stack's ``pulumi up``; publish it to hand it elsewhere.
+    """
+
+    path: str
+    file: str
+    sha256: str
+    size: int
+    version: str
+    fingerprint: str
     built_at: str | None = None
 
 
@@ -134,6 +154,57 @@ def template_with_vm_id(
     return None
 
 
+def select_artifact(outputs: Mapping[str, Any], image: str, stack_name: str = "the images stack") -> ArtifactRef:
+    """The current qcow2 file of ``image`` in an images stack's ``outputs`` (``schemaVersion``, ``artifacts``)."""
+    _check_schema(outputs, stack_name)
+    artifacts = outputs.get("artifacts")
+    artifacts = artifacts if isinstance(artifacts, Mapping) else {}
+    entry = artifacts.get(image)
+    qemu = entry.get("qemu") if isinstance(entry, Mapping) else None
+    if not isinstance(qemu, Mapping):
+        known = ", ".join(sorted(artifacts)) or "none"
+        if image in _exported(outputs):
+            raise NoArtifactError(
+                f"{stack_name}: image {image!r} has no qcow2 file: its targets do not include qemu; "
+                f"images with a qcow2 file: {known}"
+            )
+        raise ImageNotFoundError(
+            f"{stack_name} exports no image {image!r}; images it exports: {_known(outputs) or 'none'}"
+        )
+    size = qemu.get("size")
+    if isinstance(size, float) and size.is_integer():
+        size = int(size)  # stack outputs travel as JSON numbers
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise TemplateResolutionError(f"{stack_name}: qcow2 file of image {image!r} has no integer 'size'")
+
+    def text(key: str) -> str:
+        return _text(qemu, key, image, stack_name, "qcow2 file")
+
+    return ArtifactRef(
+        path=text("path"),
+        file=text("file"),
+        sha256=text("sha256"),
+        size=size,
+        version=text("version"),
+        fingerprint=text("fingerprint"),
+        built_at=qemu.get("builtAt") if isinstance(qemu.get("builtAt"), str) else None,
+    )
+
+
+def _exported(outputs: Mapping[str, Any]) -> dict[str, bool]:
+    """Every image the outputs name, each with whether it has a template (False: a qcow2 file only)."""
+    found: dict[str, bool] = {}
+    for key, has_template in (("artifacts", False), ("templates", True)):
+        value = outputs.get(key)
+        found.update(dict.fromkeys(value if isinstance(value, Mapping) else (), has_template))
+    return found
+
+
+def _known(outputs: Mapping[str, Any]) -> str:
+    images = _exported(outputs)
+    return ", ".join(name if template else f"{name} (qcow2 file only)" for name, template in sorted(images.items()))
+
+
 def _image(outputs: Mapping[str, Any], image: str, stack_name: str) -> Mapping[str, Any]:
     templates = _templates(outputs, stack_name)
     current = templates.get(image)
@@ -145,11 +216,13 @@ def _image(outputs: Mapping[str, Any], image: str, stack_name: str) -> Mapping[s
                 f"{stack_name}: image {image!r} has no Proxmox template: its targets do not include proxmox-iso, "
                 f"so the stack exports it only as a file (output 'artifacts'); images with a template: {known}"
             )
-        raise ImageNotFoundError(f"{stack_name} exports no image {image!r}; images it exports: {known}")
+        raise ImageNotFoundError(
+            f"{stack_name} exports no image {image!r}; images it exports: {_known(outputs) or 'none'}"
+        )
     return current
 
 
-def _templates(outputs: Mapping[str, Any], stack_name: str) -> Mapping[str, Any]:
+def _check_schema(outputs: Mapping[str, Any], stack_name: str) -> None:
     schema = outputs.get("schemaVersion")
     if schema is None:
         raise UnsupportedSchemaError(
@@ -164,6 +237,10 @@ def _templates(outputs: Mapping[str, Any], stack_name: str) -> Mapping[str, Any]
             f"{stack_name} exports schemaVersion {schema!r}; this helper supports {supported}: "
             "update homelab_images_consumer"
         )
+
+
+def _templates(outputs: Mapping[str, Any], stack_name: str) -> Mapping[str, Any]:
+    _check_schema(outputs, stack_name)
     templates = outputs.get("templates")
     if not isinstance(templates, Mapping):
         raise TemplateResolutionError(f"{stack_name} exports no 'templates' map")
@@ -253,8 +330,8 @@ def _ref(entry: Mapping[str, Any], image: str, stack_name: str) -> TemplateRef:
     )
 
 
-def _text(entry: Mapping[str, Any], key: str, image: str, stack_name: str) -> str:
+def _text(entry: Mapping[str, Any], key: str, image: str, stack_name: str, what: str = "template") -> str:
     value = entry.get(key)
     if not isinstance(value, str) or not value:
-        raise TemplateResolutionError(f"{stack_name}: template of image {image!r} has no {key!r}")
+        raise TemplateResolutionError(f"{stack_name}: {what} of image {image!r} has no {key!r}")
     return value

@@ -7,7 +7,13 @@ from typing import Any, TypeVar
 
 import pulumi
 
-from homelab_images_consumer.contract import TemplateRef, select_template, template_with_vm_id
+from homelab_images_consumer.contract import (
+    ArtifactRef,
+    TemplateRef,
+    select_artifact,
+    select_template,
+    template_with_vm_id,
+)
 
 T = TypeVar("T")
 
@@ -24,6 +30,15 @@ def resolve_template(
     no such template; the message names what the stack does export.
     """
     return _with_outputs(stack, lambda outputs, name: select_template(outputs, image, version, node, name))
+
+
+def resolve_artifact(stack: pulumi.StackReference, image: str) -> pulumi.Output[ArtifactRef]:
+    """The current qcow2 file of ``image`` (``artifacts.<image>.qemu``): its path, sha256 and size.
+
+    Raises ``NoArtifactError`` for an image built without the qemu target, ``ImageNotFoundError`` for one
+    the stack does not export.
+    """
+    return _with_outputs(stack, lambda outputs, name: select_artifact(outputs, image, name))
 
 
 def resolve_template_by_vm_id(
@@ -49,7 +64,7 @@ def _outputs(stack: pulumi.StackReference) -> pulumi.Output[tuple[dict[str, Any]
 
     # Named outputs rather than ``stack.outputs``: a secret anywhere in the
     # images stack would otherwise make every VM ID here a secret too. ``artifacts``
-    # only explains an image that has no template (built for qemu only).
+    # holds the qcow2 files, and explains an image that has no template (built for qemu only).
     return pulumi.Output.all(
         stack.name, stack.get_output("schemaVersion"), stack.get_output("templates"), stack.get_output("artifacts")
     ).apply(collect)

@@ -11,11 +11,11 @@ import itertools
 import json
 import runpy
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pulumi
 import yaml
@@ -37,6 +37,8 @@ from tests.pulumi_harness import (
     run_program,
     unwrap_secrets,
 )
+
+T = TypeVar("T")
 
 EXAMPLE = ROOT / "examples" / "k3s-cluster"
 PROGRAM = EXAMPLE / "__main__.py"
@@ -223,14 +225,21 @@ def resolve_through_stack_reference(
     images: Mapping[str, Any], image: str, version: str | None = None, node: str | None = None
 ) -> TemplateRef:
     """``resolve_template`` against a mocked StackReference whose outputs are ``images``."""
+    return through_stack_reference(images, lambda reference: resolve_template(reference, image, version, node))
+
+
+def through_stack_reference(
+    images: Mapping[str, Any], resolve: Callable[[pulumi.StackReference], pulumi.Output[T]]
+) -> T:
+    """What ``resolve`` gives for a mocked StackReference whose outputs are ``images``."""
     mocks = ClusterMocks(images=images)
     _start(mocks, "consumer", "test", {}, {}, preview=False)
-    resolved: list[TemplateRef] = []
+    resolved: list[T] = []
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def evaluate() -> pulumi.Output[None]:
         reference = pulumi.StackReference("images", stack_name="organization/homelab-images/homelab")
-        return resolve_template(reference, image, version, node).apply(resolved.append)
+        return resolve(reference).apply(resolved.append)
 
     evaluate()
     return resolved[0]

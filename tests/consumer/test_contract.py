@@ -10,15 +10,19 @@ from typing import Any
 import pytest
 
 from homelab_images_consumer import (
+    ArtifactRef,
     ImageNotFoundError,
+    NoArtifactError,
     NodeNotAvailableError,
     NoTemplateError,
     TemplateRef,
     UnsupportedSchemaError,
     VersionNotFoundError,
+    resolve_artifact,
+    select_artifact,
     select_template,
 )
-from tests.consumer.harness import IMAGE, images_outputs, resolve_through_stack_reference
+from tests.consumer.harness import IMAGE, images_outputs, resolve_through_stack_reference, through_stack_reference
 from tests.pulumi_harness import ROOT, run_program
 from tests.stack_files import image, mutated_config
 
@@ -178,5 +182,64 @@ def test_an_image_built_for_qemu_only_is_reported_as_having_no_template() -> Non
     )
     assert isinstance(error.value, ImageNotFoundError), "code that catches a missing image still catches it"
     assert resolve_through_stack_reference(exported, IMAGE).vm_id == run.outputs["templates"][IMAGE]["vmId"]
-    with pytest.raises(ImageNotFoundError, match="exports no image 'debian-12'"):
+    with pytest.raises(ImageNotFoundError) as missing:
         select_template(exported, "debian-12")
+    assert str(missing.value) == (
+        f"the images stack exports no image 'debian-12'; images it exports: alma9-k3s-file (qcow2 file only), {IMAGE}"
+    ), "an image built for qemu only is exported too, as a file"
+
+
+def test_the_qcow2_file_of_an_image_resolves_through_a_stack_reference() -> None:
+    """The real images stack with a second image built for qemu only: its file, and what has none."""
+
+    def with_file_image(config: dict[str, Any]) -> None:
+        second = copy.deepcopy(image(config))
+        second.update(name="alma9-k3s-file", targets=["qemu"])
+        config["homelab-images:images"].append(second)
+        config["homelab-images:build"]["strictVersioning"] = False
+
+    run = run_program(config=mutated_config(with_file_image))
+    exported = {key: run.outputs[key] for key in ("schemaVersion", "templates", "artifacts")}
+    entry = run.outputs["artifacts"]["alma9-k3s-file"]["qemu"]
+
+    ref = through_stack_reference(exported, lambda stack: resolve_artifact(stack, "alma9-k3s-file"))
+
+    assert ref == ArtifactRef(
+        path=entry["path"],
+        file=entry["file"],
+        sha256=entry["sha256"],
+        size=entry["size"],
+        version=entry["version"],
+        fingerprint=entry["fingerprint"],
+        built_at=entry["builtAt"],
+    )
+    assert ref.file == "alma9-k3s-file-v1.0.0.qcow2" and len(ref.sha256) == 64
+    with pytest.raises(NoArtifactError) as no_file:
+        select_artifact(exported, IMAGE, "stack 'lab'")
+    assert str(no_file.value) == (
+        f"stack 'lab': image {IMAGE!r} has no qcow2 file: its targets do not include qemu; "
+        "images with a qcow2 file: alma9-k3s-file"
+    )
+    assert isinstance(no_file.value, ImageNotFoundError)
+    with pytest.raises(ImageNotFoundError, match=r"exports no image 'debian-12'; images it exports: alma9-k3s-file"):
+        select_artifact(exported, "debian-12")
+    exported["schemaVersion"] = 2
+    with pytest.raises(UnsupportedSchemaError):
+        select_artifact(exported, "alma9-k3s-file")
+
+
+def test_each_documented_table_names_a_key_once() -> None:
+    """A key listed twice (with two meanings) leaves the reader to guess which one holds."""
+    tables = re.split(r"\n(?!\|)", CONTRACT_DOC.read_text(encoding="utf-8"))
+    for table in tables:
+        keys = re.findall(r"^\| `([^`]+)` \|", table, re.MULTILINE)
+        assert len(keys) == len(set(keys)), f"docs/outputs-contract.md lists a key twice in: {keys}"
+    retained = CONTRACT_DOC.read_text(encoding="utf-8").split("### Retained entry")[1].split("\n\n")[1]
+    assert re.findall(r"^\| `([^`]+)` \|", retained, re.MULTILINE) == [
+        "vmId",
+        "name",
+        "version",
+        "fingerprint",
+        "builtAt",
+        "node",
+    ]
