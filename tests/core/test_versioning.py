@@ -260,6 +260,19 @@ def test_the_lock_digest_of_a_qemu_target_leaves_out_freshness() -> None:
     assert image_content(plan) == image_content(later) == {QEMU: image_content(plan)[QEMU]}
 
 
+def test_a_periodic_rebuild_keeps_the_qcow2_file_name_in_a_directory_of_its_own() -> None:
+    """What the README tells a stack importing the file by URL: same name, new file (new sha256), so either
+    update importFrom.sha256 or publish each build under its directory's name."""
+
+    def qemu_only(config: dict[str, Any]) -> None:
+        image(config)["targets"] = ["qemu"]
+
+    plan, later = plan_for(qemu_only).qemu, plan_for(qemu_only, now=FIXED_NOW + timedelta(days=31)).qemu
+    assert plan is not None and later is not None
+    assert plan.spec.file_name == later.spec.file_name == f"{plan.spec.image}-v{plan.spec.version}.qcow2"
+    assert plan.spec.directory_name != later.spec.directory_name
+
+
 @pytest.mark.parametrize(
     ("content", "kind", "named"),
     [
