@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from homelab_images.cli.main import main
-from homelab_images.contract.artifact import SUPERSEDED_MARKER, ArtifactManifest, ArtifactSpec
+from homelab_images.contract.artifact import SUPERSEDED_MARKER, ArtifactSpec
 from homelab_images.contract.build_spec import IdRange
 from homelab_images.contract.gc_request import ArtifactGc, ArtifactImage, GcRequest
 from homelab_images.core.config import load_config
@@ -36,9 +36,9 @@ from homelab_images.runner.artifact_gc import (
     human_size,
     remove,
 )
-from homelab_images.runner.artifacts import checksum_line, write_manifest
 from homelab_images.runner.errors import EXIT_FAILED, RunnerError
 from homelab_images.runner.gc import message, run_gc
+from tests.runner.artifact_builds import write_build
 from tests.stack_files import image, mutated_config, write_stack_file
 
 PAYLOAD = 96 * 1024
@@ -68,34 +68,7 @@ def variant(char: str, version: str | None = None, image_name: str | None = None
 
 def build(artifact_dir: Path, spec: ArtifactSpec, built_at: str, superseded: bool = False) -> Path:
     """A finished build directory as the qemu build leaves it."""
-    directory = artifact_dir / spec.image / spec.directory_name
-    directory.mkdir(parents=True)
-    payload = os.urandom(PAYLOAD)
-    (directory / spec.file_name).write_bytes(payload)
-    (directory / f"{spec.file_name}.sha256").write_text(checksum_line("0" * 64, spec.file_name))
-    manifest = ArtifactManifest(
-        schema=1,
-        built_by="homelab-images",
-        image=spec.image,
-        version=spec.version,
-        fingerprint=spec.fingerprint,
-        fingerprint_parts=spec.fingerprint_parts,
-        file=spec.file_name,
-        format="qcow2",
-        size=PAYLOAD,
-        virtual_size=spec.hardware.disk_gib * 1024**3,
-        sha256="0" * 64,
-        hardware=spec.hardware,
-        iso_sha256=spec.iso_sha256,
-        k3sVersion=spec.k3s_version,
-        builder=spec.builder,
-        built_at=built_at,
-        source_commit=None,
-    )
-    write_manifest(directory, manifest)
-    if superseded:
-        (directory / SUPERSEDED_MARKER).write_text("superseded by a newer build\n")
-    return directory
+    return write_build(artifact_dir, spec, built_at, os.urandom(PAYLOAD), superseded)
 
 
 def work_dir(artifact_dir: Path, spec: ArtifactSpec, pid: int) -> Path:

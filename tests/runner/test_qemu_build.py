@@ -33,19 +33,20 @@ from typing import Any
 import pytest
 
 from components.qemu_artifact import command_inputs
-from homelab_images.contract.artifact import SUPERSEDED_MARKER, ArtifactManifest, ArtifactResult, ArtifactSpec
+from homelab_images.contract.artifact import SUPERSEDED_MARKER, ArtifactResult, ArtifactSpec
 from homelab_images.contract.commands import QEMU_CREATE_COMMAND, QEMU_DELETE_COMMAND, QEMU_UPDATE_COMMAND
 from homelab_images.contract.gc_request import ArtifactGc, ArtifactImage
 from homelab_images.core.config import load_config
 from homelab_images.core.plan import plan_stack
 from homelab_images.runner import qemu as qemu_runner
 from homelab_images.runner.artifact_gc import find_artifacts
-from homelab_images.runner.artifacts import checksum_line, stored_artifacts, write_manifest
+from homelab_images.runner.artifacts import stored_artifacts
 from homelab_images.runner.console import Console
 from homelab_images.runner.env import read_tuning
 from homelab_images.runner.errors import RunnerError
 from homelab_images.runner.signals import SignalHub
 from tests.engine import PREVIOUS_STDOUT, CommandInputs, CommandProvider, Preview, Running, Stack, Step
+from tests.runner.artifact_builds import result_of, write_build
 from tests.runner.conftest import REPO, STAND_IN_PACKER, interrupt
 from tests.runner.test_engine_fidelity import alive, poll
 from tests.stack_files import Mutation, mutated_config, set_key
@@ -195,36 +196,8 @@ def _qemu_img(*args: str) -> subprocess.CompletedProcess[str]:
 
 def stored_build(qemu: QemuStack, fingerprint: str, built_at: str, superseded: bool = False) -> Path:
     """A finished build of the image left by an earlier run (a small file, but a valid manifest)."""
-    spec = qemu.base
-    directory = qemu.image_dir / f"{spec.template_name}-{fingerprint[:12]}"
-    directory.mkdir(parents=True)
-    disk = directory / spec.file_name
-    disk.write_bytes(b"an earlier build's qcow2")
-    sha256 = hashlib.sha256(disk.read_bytes()).hexdigest()
-    (directory / f"{spec.file_name}.sha256").write_text(checksum_line(sha256, spec.file_name))
-    manifest = ArtifactManifest(
-        schema=1,
-        built_by="homelab-images",
-        image=spec.image,
-        version=spec.version,
-        fingerprint=fingerprint,
-        fingerprint_parts=spec.fingerprint_parts,
-        file=spec.file_name,
-        format="qcow2",
-        size=disk.stat().st_size,
-        virtual_size=spec.hardware.disk_gib * GIB,
-        sha256=sha256,
-        hardware=spec.hardware,
-        iso_sha256=spec.iso_sha256,
-        k3sVersion=spec.k3s_version,
-        builder=spec.builder,
-        built_at=built_at,
-        source_commit=None,
-    )
-    write_manifest(directory, manifest)
-    if superseded:
-        (directory / SUPERSEDED_MARKER).write_text("superseded by a later build\n")
-    return directory
+    spec = qemu.base.replace(fingerprint=fingerprint)
+    return write_build(qemu.root / "artifacts", spec, built_at, b"an earlier build's qcow2", superseded)
 
 
 def test_preview_then_create_leaves_a_checked_compressed_qcow2_its_sha256_and_manifest(qemu: QemuStack) -> None:
@@ -510,18 +483,7 @@ def test_delete_leaves_a_file_that_is_no_longer_this_builds(qemu: QemuStack) -> 
     """In-process: the delete command's path through the engine is covered above."""
     directory = stored_build(qemu, "e" * 64, "2026-01-01T00:00:00Z")
     spec = qemu.base
-    previous = ArtifactResult(
-        image=spec.image,
-        version=spec.version,
-        fingerprint=spec.fingerprint,
-        path=str(directory / spec.file_name),
-        file=spec.file_name,
-        size=1,
-        sha256="0" * 64,
-        manifest=str(directory / "manifest.json"),
-        built_at="2026-01-01T00:00:00Z",
-        source_commit=None,
-    )
+    previous = result_of(directory).replace(fingerprint=spec.fingerprint)
     stderr = StringIO()
     environ = {PREVIOUS_STDOUT: previous.to_json()}
     context = qemu_runner.QemuContext(spec, read_tuning({}), Console(stderr), SignalHub(), environ, qemu.root)
@@ -537,19 +499,7 @@ def test_a_move_to_another_filesystem_copies_through_a_work_directory(
     the engine is covered above."""
     spec = qemu.base
     directory = stored_build(qemu, spec.fingerprint, "2026-01-01T00:00:00Z")
-    manifest = json.loads((directory / "manifest.json").read_text())
-    previous = ArtifactResult(
-        image=spec.image,
-        version=spec.version,
-        fingerprint=spec.fingerprint,
-        path=str(directory / spec.file_name),
-        file=spec.file_name,
-        size=manifest["size"],
-        sha256=manifest["sha256"],
-        manifest=str(directory / "manifest.json"),
-        built_at="2026-01-01T00:00:00Z",
-        source_commit=None,
-    )
+    previous = result_of(directory)
     other_fs = qemu.root / "other-filesystem"
     rename = Path.rename
     renamed: list[Path] = []
@@ -588,19 +538,7 @@ def test_an_artifact_dir_that_is_a_file_is_named_before_building_or_moving(qemu:
     assert qemu.packer_calls() == []
 
     directory = stored_build(qemu, spec.fingerprint, "2026-01-01T00:00:00Z")
-    manifest = json.loads((directory / "manifest.json").read_text())
-    previous = ArtifactResult(
-        image=spec.image,
-        version=spec.version,
-        fingerprint=spec.fingerprint,
-        path=str(directory / spec.file_name),
-        file=spec.file_name,
-        size=manifest["size"],
-        sha256=manifest["sha256"],
-        manifest=str(directory / "manifest.json"),
-        built_at="2026-01-01T00:00:00Z",
-        source_commit=None,
-    )
+    previous = result_of(directory)
     environ = {PREVIOUS_STDOUT: previous.to_json()}
     context = qemu_runner.QemuContext(file_spec, read_tuning({}), Console(StringIO()), SignalHub(), environ, qemu.root)
     with pytest.raises(RunnerError, match="is a file, not a directory") as moved:
