@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from homelab_images.contract.commands import QEMU_RUNNER_MODULE, RUNNER_MODULE, TOKEN_VAR
-from homelab_images.contract.fingerprint_parts import ALWAYS_PRESENT, QEMU_ALWAYS_PRESENT
+from homelab_images.contract.fingerprint_parts import ALWAYS_PRESENT, IMPORT_PART_NAMES, QEMU_ALWAYS_PRESENT
 from homelab_images.contract.packer_files import KICKSTART_FILE, embedded_kickstart, proxmox_source
 from homelab_images.contract.qemu_plugin import SOURCE_TYPE as QEMU_SOURCE_TYPE
 
@@ -29,15 +29,29 @@ CREDENTIAL_PATTERNS = (
 )
 
 
+IMPORT = "import"
+
+
+def _import_source(props: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    try:
+        source = json.loads(str(props.get("stdin", ""))).get("import_from")
+    except (ValueError, AttributeError):
+        return None
+    return source if isinstance(source, Mapping) else None
+
+
 def build_target(resource_type: str, props: Mapping[str, Any]) -> str | None:
-    """Which target an image build builds (proxmox-iso or qemu); None for any other resource."""
+    """Which target an image build builds (proxmox-iso or qemu), or ``import`` for a proxmox-iso
+    template imported from a qcow2 (importFrom); None for any other resource."""
     if resource_type != COMMAND_TYPE:
         return None
     create = str(props.get("create", ""))
     # The qemu runner's module name starts with the proxmox-iso runner's: test it first.
     if QEMU_RUNNER_MODULE in create:
         return "qemu"
-    return "proxmox-iso" if RUNNER_MODULE in create else None
+    if RUNNER_MODULE not in create:
+        return None
+    return IMPORT if _import_source(props) is not None else "proxmox-iso"
 
 
 def _qemu_source(template: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
@@ -83,6 +97,11 @@ def uefi_firmware(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     target = build_target(resource_type, props)
     if target is None:
         return []
+    if target == IMPORT:
+        # The runner gives the VM the import's firmware, and an EFI disk with OVMF (runner.artifact_import).
+        if (_import_source(props) or {}).get("firmware") != "ovmf":
+            return ["imported templates must be UEFI: hardware.firmware = ovmf"]
+        return []
     found = _build_source(props, target)
     if found is None:
         return _unreadable(target)
@@ -98,7 +117,9 @@ def uefi_firmware(resource_type: str, props: Mapping[str, Any]) -> list[str]:
 
 def selinux_enforcing(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     target = build_target(resource_type, props)
-    if target is None:
+    # An import installs nothing: the kickstart in its spec is not the qcow2's, which this check
+    # passed where the qcow2 was built (its qemu build); the smoke test checks SELinux on the template.
+    if target is None or target == IMPORT:
         return []
     found = _build_source(props, target)
     if found is None or not re.search(r"^selinux\s+--enforcing\s*$", found[1], re.M):
@@ -108,7 +129,9 @@ def selinux_enforcing(resource_type: str, props: Mapping[str, Any]) -> list[str]
 
 def guest_agent(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     target = build_target(resource_type, props)
-    if target is None:
+    # An import's VM always gets the agent (runner.artifact_import); the package is the qcow2's, checked
+    # where the qcow2 was built.
+    if target is None or target == IMPORT:
         return []
     found = _build_source(props, target)
     if found is None:
@@ -129,8 +152,12 @@ def build_triggers(resource_type: str, props: Mapping[str, Any]) -> list[str]:
         return []
     triggers = props.get("triggers") or []
     parts = triggers[0] if triggers and isinstance(triggers[0], Mapping) else {}
-    required = QEMU_ALWAYS_PRESENT if target == "qemu" else ALWAYS_PRESENT
+    required = {"qemu": QEMU_ALWAYS_PRESENT, IMPORT: IMPORT_PART_NAMES}.get(target, ALWAYS_PRESENT)
     missing = [part for part in required if not parts.get(part)]
     if missing:
         return [f"the build's triggers must carry the fingerprint parts; missing: {', '.join(missing)}"]
+    extra = sorted(set(parts) - set(IMPORT_PART_NAMES)) if target == IMPORT else []
+    if extra:
+        # A part that cannot change the imported template would re-import it for nothing.
+        return [f"an imported template's triggers must be its import parts only; not: {', '.join(extra)}"]
     return []

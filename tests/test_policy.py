@@ -139,3 +139,48 @@ def test_a_qemu_build_without_uefi_or_enforcing_selinux_is_a_violation(qemu_prop
     assert build_triggers(TYPE, {**qemu_props, "triggers": partial}) == [
         "the build's triggers must carry the fingerprint parts; missing: firmware"
     ]
+
+
+def _imported(config: dict[str, Any]) -> None:
+    image(config)["importFrom"] = {"url": "https://files.example.org/alma9-k3s.qcow2", "sha256": "ab" * 32}
+    config["homelab-images:build"]["strictVersioning"] = False
+
+
+@pytest.fixture(scope="module")
+def import_props() -> dict[str, Any]:
+    run = run_program(config=mutated_config(_imported), secrets={"proxmoxve:apiToken": "x"})
+    (command,) = run.of_type(TYPE)
+    return dict(unwrap_secrets(command.inputs))
+
+
+def _with_import(props: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    spec = json.loads(props["stdin"])
+    spec["import_from"] = {**spec["import_from"], **changes}
+    return {**props, "stdin": json.dumps(spec)}
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_an_import_passes_every_policy(import_props: dict[str, Any], check: Any) -> None:
+    """Judged as an import: its triggers are the import's parts, not a Packer build's."""
+    assert check(TYPE, import_props) == []
+
+
+def test_an_import_is_judged_by_its_own_parts_and_firmware(
+    import_props: dict[str, Any], build_props: dict[str, Any]
+) -> None:
+    triggers = import_props["triggers"]
+    assert set(triggers[0]) == {"artifact", "hardware"}
+    # A built template with an import's triggers lacks its own parts.
+    assert build_triggers(TYPE, {**build_props, "triggers": triggers})
+    partial = [{"hardware": triggers[0]["hardware"]}, triggers[1]]
+    assert build_triggers(TYPE, {**import_props, "triggers": partial}) == [
+        "the build's triggers must carry the fingerprint parts; missing: artifact"
+    ]
+    # A part that cannot change the imported template would re-import it for nothing.
+    extra = [{**triggers[0], "kickstart": build_props["triggers"][0]["kickstart"]}, triggers[1]]
+    assert build_triggers(TYPE, {**import_props, "triggers": extra}) == [
+        "an imported template's triggers must be its import parts only; not: kickstart"
+    ]
+    assert uefi_firmware(TYPE, _with_import(import_props, firmware="seabios")) == [
+        "imported templates must be UEFI: hardware.firmware = ovmf"
+    ]

@@ -32,7 +32,6 @@ from typing import NoReturn
 
 from homelab_images.cli import pins
 from homelab_images.contract.build_spec import IdRange
-from homelab_images.contract.fingerprint_parts import TARGET_PART_NAMES
 from homelab_images.contract.gc_request import ArtifactGc, ArtifactImage, GcRequest
 from homelab_images.contract.packer_files import KICKSTART_FILE, QEMU_TEMPLATE_FILE, SCRIPTS_DIR, TEMPLATE_FILE
 from homelab_images.core.config import ConfigError, StackConfig
@@ -107,8 +106,9 @@ def _write_plans(plans: Sequence[ImagePlan], out: Path) -> None:
         (directory / KICKSTART_FILE).write_text(plan.kickstart, encoding="utf-8")
         written = [KICKSTART_FILE]
         # A template of a target the image no longer has would pass for one it builds.
+        # An imported template runs no Packer: a build.pkr.json would pass for what made it.
         templates = {
-            TEMPLATE_FILE: plan.build_spec.packer_template if plan.build_spec is not None else None,
+            TEMPLATE_FILE: plan.packer_template if plan.installs_on_proxmox else None,
             QEMU_TEMPLATE_FILE: plan.qemu.template if plan.qemu is not None else None,
         }
         for file_name, template in templates.items():
@@ -125,8 +125,7 @@ def _write_plans(plans: Sequence[ImagePlan], out: Path) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     path, config, plans = _load(args)
     for plan in plans:
-        templates = "Packer templates" if len(plan.targets) > 1 else "Packer template"
-        print(f"{plan.name} v{plan.image.version}: kickstart and {templates} valid ({', '.join(plan.targets)})")
+        print(f"{plan.name} v{plan.image.version}: {_validated(plan)}")
     project_dir = path.resolve().parent
     # Warnings only: validate may run where the stack is not deployed from (CI); the program refuses them.
     problems = missing_import_files(config, project_dir)
@@ -143,6 +142,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if findings and config.build.strict_versioning:
         raise CommandFailed("strictVersioning is on and the lock file disagrees (see above)")
     return 0
+
+
+def _validated(plan: ImagePlan) -> str:
+    if plan.image.import_from is not None:
+        source = plan.image.import_from
+        return f"imported from {source.file_name} (sha256 {source.sha256[:12]}…)"
+    templates = "Packer templates" if len(plan.targets) > 1 else "Packer template"
+    return f"kickstart and {templates} valid ({', '.join(plan.targets)})"
 
 
 def _named_plan(plans: Sequence[ImagePlan], image: str) -> ImagePlan:
@@ -163,9 +170,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
             # What the lock file records for the version: the fingerprint without its freshness part.
             targets[target] = {"fingerprint": fingerprint, "lockDigest": content_fingerprint(parts)}
             if args.explain:
-                targets[target]["parts"] = {
-                    name: digest for name, digest in parts.items() if name in TARGET_PART_NAMES[target]
-                }
+                targets[target]["parts"] = plan.own_fingerprint_parts(target)
         # At the top, the first target's: the template's (proxmox-iso), or the qcow2's for an image built for qemu only.
         fingerprint, parts = next(iter(plan.targets.values()))
         entry: dict[str, object] = {
@@ -188,6 +193,13 @@ def cmd_spec(args: argparse.Namespace) -> int:
         raise CommandFailed(
             f"image {args.image} is built for qemu only (targets: [qemu]): it has no Proxmox template, "
             "so no proxmox-iso build spec"
+        )
+    if plan.image.import_from is not None:
+        print(
+            f"note: image {plan.name} is imported from {plan.image.import_from.file_name}: the runner runs no "
+            "Packer for it; it imports import_from with the hardware given there, and reads packer_template only "
+            "for the system disk's bus and the cloud-init drive's storage",
+            file=sys.stderr,
         )
     print(plan.build_spec.to_json())
     return 0

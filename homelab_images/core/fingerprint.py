@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from homelab_images.contract.fingerprint_parts import ARTIFACT_PART
 from homelab_images.core.config import PERIOD, Image
 from homelab_images.core.kickstart import canonical_kickstart
 from homelab_images.core.kickstart_check import script_without_comments
@@ -90,6 +91,13 @@ def fingerprint_parts(
         **shared_parts(image, kickstart_text, scripts, now),
         **proxmox_iso_parts(packer_build_parts, plugin_version),
     }
+
+
+def import_parts(sha256: str, vm_hardware: Mapping[str, Any]) -> dict[str, str]:
+    """An imported template's parts: the qcow2 it is imported from (its sha256) and the hardware the
+    import sets on the VM. Nothing is installed, so the kickstart, scripts, ISO, k3s pins and Packer
+    settings of the importing stack cannot change it."""
+    return {ARTIFACT_PART: sha256, "hardware": sha256_hex(canonical_json(dict(vm_hardware)))}
 
 
 def combine(parts: Mapping[str, str]) -> str:

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from homelab_images.contract.artifact import ArtifactHardware, ArtifactSpec
 from homelab_images.contract.build_spec import BuildSpec, IdRange, ImportSource
-from homelab_images.contract.fingerprint_parts import ARTIFACT_PART, SHARED_PART_NAMES
+from homelab_images.contract.fingerprint_parts import IMPORT_PART_NAMES, SHARED_PART_NAMES, TARGET_PART_NAMES
 from homelab_images.contract.ownership import build_tags, packer_tags
 from homelab_images.contract.packer_files import (
     VAR_DESCRIPTION,
@@ -28,7 +28,7 @@ from homelab_images.contract.packer_files import (
 from homelab_images.contract.qemu_plugin import PLUGIN_SOURCE as QEMU_PLUGIN_SOURCE
 from homelab_images.contract.qemu_plugin import PLUGIN_VERSION as QEMU_PLUGIN_VERSION
 from homelab_images.core.config import TEMPLATE_TARGET, Image, StackConfig
-from homelab_images.core.fingerprint import combine, fingerprint_parts, qemu_parts, shared_parts
+from homelab_images.core.fingerprint import combine, fingerprint_parts, import_parts, qemu_parts, shared_parts
 from homelab_images.core.kickstart import (
     BUILD_KEY_PLACEHOLDER,
     KickstartInvalid,
@@ -109,10 +109,24 @@ class ImagePlan:
         return targets
 
     @property
+    def imported(self) -> bool:
+        """The Proxmox template is imported from a qcow2 (``importFrom``), not built."""
+        return self.build_spec is not None and self.build_spec.import_from is not None
+
+    @property
     def shared_fingerprint_parts(self) -> dict[str, str]:
-        """The parts every target shares (the same in each target's fingerprint)."""
+        """The parts every built target shares (the same in each target's fingerprint); none for an
+        imported template, which is built from none of them."""
+        if self.imported:
+            return {}
         _, parts = next(iter(self.targets.values()))
         return {name: digest for name, digest in parts.items() if name in SHARED_PART_NAMES}
+
+    def own_fingerprint_parts(self, target: str) -> dict[str, str]:
+        """The parts of one target that are its own: all of an imported template's."""
+        _, parts = self.targets[target]
+        names = IMPORT_PART_NAMES if self.imported and target == TEMPLATE_TARGET else TARGET_PART_NAMES[target]
+        return {name: digest for name, digest in parts.items() if name in names}
 
     @property
     def name(self) -> str:
@@ -121,7 +135,7 @@ class ImagePlan:
     @property
     def installs_on_proxmox(self) -> bool:
         """Proxmox boots the image's installer ISO: a proxmox-iso build (not an importFrom import)."""
-        return self.build_spec is not None and self.build_spec.import_from is None
+        return self.build_spec is not None and not self.imported
 
     @property
     def template_build(self) -> BuildSpec:
@@ -178,32 +192,18 @@ def template_build_spec(
 ) -> BuildSpec:
     """The runner's spec for the image's Proxmox template: a proxmox-iso build, or the import of importFrom."""
     template = render_packer_template(image, config.proxmox, config.build, kickstart, config.insecure)
-    parts = fingerprint_parts(
-        image,
-        kickstart,
-        build_affecting_parts(image),
-        scripts,
-        config.build.packer_plugin_version,
-        now,
-    )
-    import_from = None
-    if image.import_from is not None:
-        # A new qcow2 is a new template; the other parts still say what the file was built from.
-        parts = {**parts, ARTIFACT_PART: image.import_from.sha256}
-        hardware = image.hardware
-        import_from = ImportSource(
-            url=image.import_from.url,
-            path=image.import_from.path,
-            sha256=image.import_from.sha256,
-            file_name=f"{image.template_name}-{image.import_from.sha256[:12]}.qcow2",
-            firmware=hardware.firmware,
-            machine=hardware.machine,
-            cpu_type=hardware.cpu_type,
-            cores=hardware.cores,
-            memory_mib=hardware.memory_mib,
-            disk_bus=hardware.disk_bus,
-            scsi_controller=SCSI_CONTROLLER,
+    import_from = import_source(image)
+    if import_from is None:
+        parts = fingerprint_parts(
+            image,
+            kickstart,
+            build_affecting_parts(image),
+            scripts,
+            config.build.packer_plugin_version,
+            now,
         )
+    else:
+        parts = import_parts(import_from.sha256, import_from.model_dump(exclude=IMPORT_FILE_FIELDS))
     return BuildSpec(
         image=image.name,
         version=image.version,
@@ -230,6 +230,30 @@ def template_build_spec(
         smoke_timeout_minutes=config.build.smoke_timeout_minutes,
         keep_failed_templates=config.build.keep_failed_templates,
         import_from=import_from,
+    )
+
+
+# What of an ImportSource names the file; the rest is what the import sets on the VM (runner.artifact_import).
+IMPORT_FILE_FIELDS = {"url", "path", "sha256", "file_name"}
+
+
+def import_source(image: Image) -> ImportSource | None:
+    """The runner's view of ``importFrom``: the file, and the hardware of ``images[].hardware`` it gives the VM."""
+    if image.import_from is None:
+        return None
+    hardware = image.hardware
+    return ImportSource(
+        url=image.import_from.url,
+        path=image.import_from.path,
+        sha256=image.import_from.sha256,
+        file_name=f"{image.template_name}-{image.import_from.sha256[:12]}.qcow2",
+        firmware=hardware.firmware,
+        machine=hardware.machine,
+        cpu_type=hardware.cpu_type,
+        cores=hardware.cores,
+        memory_mib=hardware.memory_mib,
+        disk_bus=hardware.disk_bus,
+        scsi_controller=SCSI_CONTROLLER,
     )
 
 

@@ -29,6 +29,9 @@ def utc_now() -> str:
 
 
 def describe(spec: BuildSpec, built_at: str, commit: str | None) -> str:
+    # An imported template comes from its qcow2; the ISO of the importing stack's config is not in it.
+    source = spec.import_from
+    origin = f"iso sha256: {spec.iso_sha256}" if source is None else f"qcow2 sha256: {source.sha256}"
     return "\n".join(
         [
             f"Golden image {spec.image} v{spec.version}",
@@ -36,7 +39,7 @@ def describe(spec: BuildSpec, built_at: str, commit: str | None) -> str:
             f"image: {spec.image}",
             f"version: {spec.version}",
             f"fingerprint: {spec.fingerprint}",
-            f"iso sha256: {spec.iso_sha256}",
+            origin,
             f"k3s: {spec.k3s_version}",
             f"built at: {built_at}",
             f"source commit: {commit or 'unknown (not a git checkout)'}",

@@ -16,7 +16,9 @@ from homelab_images.runner.packer_run import PackerRun, packer_error, read_manif
 from homelab_images.runner.preflight import held_on
 from homelab_images.runner.provenance import describe, parse
 from homelab_images.runner.proxmox import Kind, kind_of_message
+from tests.rendering import plan_for
 from tests.runner.conftest import shipped_spec
+from tests.stack_files import set_key
 
 
 def test_token_is_split_like_the_proxmox_provider_expects() -> None:
@@ -105,6 +107,19 @@ def test_provenance_round_trips_through_the_description() -> None:
     origin = parse(describe(spec, "2026-05-01T10:00:00Z", None))
     assert origin.fingerprint == spec.fingerprint
     assert (origin.built_at, origin.version) == ("2026-05-01T10:00:00Z", spec.version)
+
+
+def test_an_imported_templates_description_names_its_qcow2_not_the_iso() -> None:
+    """The ISO of the importing stack's config is not what an imported template came from."""
+    sha256 = "ab" * 32
+    imported = plan_for(
+        set_key("homelab-images:images/0.importFrom", {"url": "https://files.example.org/a.qcow2", "sha256": sha256})
+    ).template_build
+    lines = describe(imported, "2026-05-01T10:00:00Z", None).splitlines()
+    assert f"qcow2 sha256: {sha256}" in lines
+    assert not any(imported.iso_sha256 in line for line in lines)
+    built = shipped_spec()
+    assert f"iso sha256: {built.iso_sha256}" in describe(built, "2026-05-01T10:00:00Z", None).splitlines()
 
 
 def test_result_is_the_last_json_line() -> None:
