@@ -169,10 +169,10 @@ def test_an_import_is_judged_by_its_own_parts_and_firmware(
     import_props: dict[str, Any], build_props: dict[str, Any]
 ) -> None:
     triggers = import_props["triggers"]
-    assert set(triggers[0]) == {"artifact", "hardware"}
+    assert set(triggers[0]) == {"artifact", "hardware", "k3s"}
     # A built template with an import's triggers lacks its own parts.
     assert build_triggers(TYPE, {**build_props, "triggers": triggers})
-    partial = [{"hardware": triggers[0]["hardware"]}, triggers[1]]
+    partial = [{k: v for k, v in triggers[0].items() if k != "artifact"}, triggers[1]]
     assert build_triggers(TYPE, {**import_props, "triggers": partial}) == [
         "the build's triggers must carry the fingerprint parts; missing: artifact"
     ]

@@ -14,9 +14,10 @@ TARGET_PART_NAMES = {
 # An imported template's own part: the sha256 of the qcow2 it is imported from.
 ARTIFACT_PART = "artifact"
 # An imported template (importFrom) is built from nothing this stack renders: its parts are the
-# qcow2 and the hardware the import gives the VM, all of them always present; no freshness, as
-# importing the same file again makes the same template.
-IMPORT_PART_NAMES = (ARTIFACT_PART, "hardware")
+# qcow2, the hardware the import gives the VM and the k3s version its outputs claim (which the smoke
+# test checks against the file), all of them always present; no freshness, as importing the same
+# file again makes the same template.
+IMPORT_PART_NAMES = (ARTIFACT_PART, "hardware", "k3s")
 # The proxmox-iso build's parts, which are also its triggers; freshness only with rebuildEvery.
 PART_NAMES = SHARED_PART_NAMES + TARGET_PART_NAMES["proxmox-iso"]
 ALWAYS_PRESENT = tuple(name for name in PART_NAMES if name != FRESHNESS_PART)

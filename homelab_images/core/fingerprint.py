@@ -93,11 +93,19 @@ def fingerprint_parts(
     }
 
 
-def import_parts(sha256: str, vm_hardware: Mapping[str, Any]) -> dict[str, str]:
-    """An imported template's parts: the qcow2 it is imported from (its sha256) and the hardware the
-    import sets on the VM. Nothing is installed, so the kickstart, scripts, ISO, k3s pins and Packer
-    settings of the importing stack cannot change it."""
-    return {ARTIFACT_PART: sha256, "hardware": sha256_hex(canonical_json(dict(vm_hardware)))}
+def import_parts(sha256: str, vm_hardware: Mapping[str, Any], k3s_version: str) -> dict[str, str]:
+    """An imported template's parts: the qcow2 it is imported from (its sha256), the hardware the import
+    sets on the VM, and the k3s version the template is exported with. Nothing is installed, so the
+    kickstart, scripts, ISO, other k3s pins and Packer settings of the importing stack cannot change it.
+
+    The k3s version does not shape the file, but the outputs claim it and only the smoke test ties it to
+    the file: a new one must run the import (and so the smoke test) again, not change the claim unchecked.
+    """
+    return {
+        ARTIFACT_PART: sha256,
+        "hardware": sha256_hex(canonical_json(dict(vm_hardware))),
+        "k3s": sha256_hex(k3s_version),
+    }
 
 
 def combine(parts: Mapping[str, str]) -> str:

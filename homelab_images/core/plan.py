@@ -203,7 +203,7 @@ def template_build_spec(
             now,
         )
     else:
-        parts = import_parts(import_from.sha256, import_from.model_dump(exclude=IMPORT_FILE_FIELDS))
+        parts = import_parts(import_from.sha256, import_from.model_dump(exclude=IMPORT_FILE_FIELDS), image.k3s.version)
     return BuildSpec(
         image=image.name,
         version=image.version,

@@ -1,6 +1,7 @@
 """An imported template (importFrom) is identified by what shapes it: the qcow2 and the hardware the import
-sets on the VM. The importing stack's kickstart, scripts, ISO, k3s pins and Packer settings cannot change it,
-so they must neither re-import it nor force a version bump."""
+sets on the VM, plus the k3s version its outputs claim (checked against the file by the smoke test). The
+importing stack's kickstart, scripts, ISO, other k3s pins and Packer settings cannot change it, so they must
+neither re-import it nor force a version bump."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def _lock_digest(plan: ImagePlan) -> str:
     return content_fingerprint(plan.fingerprint_parts)
 
 
-def test_an_imported_templates_parts_are_the_qcow2_and_the_hardware_only() -> None:
+def test_an_imported_templates_parts_are_the_qcow2_the_hardware_and_the_claimed_k3s_version() -> None:
     plan = _imported_plan()
     assert list(plan.fingerprint_parts) == list(IMPORT_PART_NAMES)
     assert plan.fingerprint_parts["artifact"] == SHA256
@@ -105,6 +106,13 @@ def test_hardware_the_import_sets_on_the_vm_replaces_the_template(change: Change
     assert after.fingerprint != before.fingerprint
     assert _lock_digest(after) != _lock_digest(before)
     assert [n for n in IMPORT_PART_NAMES if after.fingerprint_parts[n] != before.fingerprint_parts[n]] == ["hardware"]
+
+
+def test_another_k3s_version_imports_again_so_the_smoke_test_checks_the_claim() -> None:
+    """The outputs' k3sVersion comes from this config: changing it must not go unchecked against the file."""
+    before, after = _imported_plan(), _imported_plan(_image("k3s.version", "v1.35.2+k3s1"))
+    assert after.fingerprint != before.fingerprint
+    assert [n for n in IMPORT_PART_NAMES if after.fingerprint_parts[n] != before.fingerprint_parts[n]] == ["k3s"]
 
 
 def test_another_qcow2_replaces_the_template_and_needs_a_version_bump() -> None:

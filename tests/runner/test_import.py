@@ -26,7 +26,6 @@ from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
 
 from homelab_images.contract.build_spec import BuildSpec, ImportSource
-from homelab_images.contract.fingerprint_parts import ARTIFACT_PART
 from homelab_images.contract.ownership import (
     OWNER_TAG,
     PENDING_TAG,
@@ -35,6 +34,8 @@ from homelab_images.contract.ownership import (
     fingerprint_tag,
     image_tag,
 )
+from homelab_images.core.fingerprint import combine, import_parts
+from homelab_images.core.plan import IMPORT_FILE_FIELDS
 from homelab_images.runner.artifact_import import fetch_to_storage
 from homelab_images.runner.artifact_upload import STREAMING_THRESHOLD, local_file
 from homelab_images.runner.console import Console
@@ -103,23 +104,21 @@ def files(_fakepve_pki: tuple[str, str]) -> Iterator[FileServer]:
 
 def importing(spec: BuildSpec, url: str | None, sha256: str, path: str | None = None) -> BuildSpec:
     """The spec the planner makes for an image with importFrom (see tests/core for the planner's side)."""
-    return spec.replace(
-        fingerprint=hashlib.sha256((spec.fingerprint + sha256).encode()).hexdigest(),
-        fingerprint_parts={**spec.fingerprint_parts, ARTIFACT_PART: sha256},
-        import_from=ImportSource(
-            url=url,
-            path=path,
-            sha256=sha256,
-            file_name=f"{spec.template_name}-{sha256[:12]}.qcow2",
-            firmware="ovmf",
-            machine="q35",
-            cpu_type="x86-64-v2-AES",
-            cores=2,
-            memory_mib=4096,
-            disk_bus="scsi",
-            scsi_controller="virtio-scsi-single",
-        ),
+    source = ImportSource(
+        url=url,
+        path=path,
+        sha256=sha256,
+        file_name=f"{spec.template_name}-{sha256[:12]}.qcow2",
+        firmware="ovmf",
+        machine="q35",
+        cpu_type="x86-64-v2-AES",
+        cores=2,
+        memory_mib=4096,
+        disk_bus="scsi",
+        scsi_controller="virtio-scsi-single",
     )
+    parts = import_parts(sha256, source.model_dump(exclude=IMPORT_FILE_FIELDS), spec.k3s_version)
+    return spec.replace(fingerprint=combine(parts), fingerprint_parts=parts, import_from=source)
 
 
 def allow_import(pve: Any, storage: str = "local") -> None:
