@@ -21,12 +21,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from homelab_images.contract.build_spec import BuildSpec
 from homelab_images.contract.ownership import packer_tags
 from homelab_images.contract.packer_files import (
     MANIFEST_FILE,
@@ -45,6 +41,10 @@ from homelab_images.runner.env import Credentials
 from homelab_images.runner.errors import RunnerError
 from homelab_images.runner.guardian import BUILD_DIR_PREFIX, Guardian, record_owners
 from homelab_images.runner.signals import SignalHub, forward
+
+if TYPE_CHECKING:
+    # For annotations only: the qemu build never reads a BuildSpec, so its start-up skips that model.
+    from homelab_images.contract.build_spec import BuildSpec
 
 PRIVATE_KEY_FILE = "build_ssh_key"
 INIT_ARGS = ("init", TEMPLATE_FILE)
@@ -131,6 +131,10 @@ class KeyPair:
 
 
 def generate_key_pair() -> KeyPair:
+    # Imported here: cryptography costs ~15 ms of start-up, and only a build that runs Packer needs a key.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()

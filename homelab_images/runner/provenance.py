@@ -6,8 +6,11 @@ import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from homelab_images.contract.build_spec import BuildSpec
+if TYPE_CHECKING:
+    # For annotations only: the qemu build never reads a BuildSpec, so its start-up skips that model.
+    from homelab_images.contract.build_spec import BuildSpec
 
 BUILT_BY = "built by homelab-images"
 

@@ -34,7 +34,6 @@ from homelab_images.contract.packer_files import (
     VAR_PUBLIC_KEY,
 )
 from homelab_images.contract.records import RecordError
-from homelab_images.contract.result import last_json_line
 from homelab_images.runner import provenance
 from homelab_images.runner.artifacts import (
     WORK_PREFIX,
@@ -106,6 +105,9 @@ def read_spec(text: str) -> ArtifactSpec:
 
 
 def previous_result(environ: Mapping[str, str]) -> ArtifactResult | None:
+    # Imported here: its module builds the proxmox-iso result's models at import, which this runner never uses.
+    from homelab_images.contract.result import last_json_line
+
     value = last_json_line(environ.get(PREVIOUS_STDOUT_VAR))
     if value is None:
         return None
