@@ -162,17 +162,24 @@ def test_resolves_the_real_multi_node_layouts(layout: str) -> None:
         assert on_pve2.vm_id == template["vmId"] and on_pve2.node == "pve1"
 
 
+def with_file_image(config: dict[str, Any]) -> None:
+    """A second image, built for qemu only."""
+    second = copy.deepcopy(image(config))
+    second.update(name="alma9-k3s-file", targets=["qemu"])
+    config["homelab-images:images"].append(second)
+    config["homelab-images:build"]["strictVersioning"] = False
+
+
+def stack_with_a_file_image() -> tuple[Any, dict[str, Any]]:
+    """The real images program's run and the outputs a StackReference reads."""
+    run = run_program(config=mutated_config(with_file_image))
+    return run, {key: run.outputs[key] for key in ("schemaVersion", "templates", "artifacts")}
+
+
 def test_an_image_built_for_qemu_only_is_reported_as_having_no_template() -> None:
     """The real images stack with a second image built for qemu only, read through a StackReference."""
 
-    def with_file_image(config: dict[str, Any]) -> None:
-        second = copy.deepcopy(image(config))
-        second.update(name="alma9-k3s-file", targets=["qemu"])
-        config["homelab-images:images"].append(second)
-        config["homelab-images:build"]["strictVersioning"] = False
-
-    run = run_program(config=mutated_config(with_file_image))
-    exported = {key: run.outputs[key] for key in ("schemaVersion", "templates", "artifacts")}
+    run, exported = stack_with_a_file_image()
     with pytest.raises(NoTemplateError) as error:
         resolve_through_stack_reference(exported, "alma9-k3s-file")
     assert str(error.value) == (
@@ -192,14 +199,7 @@ def test_an_image_built_for_qemu_only_is_reported_as_having_no_template() -> Non
 def test_the_qcow2_file_of_an_image_resolves_through_a_stack_reference() -> None:
     """The real images stack with a second image built for qemu only: its file, and what has none."""
 
-    def with_file_image(config: dict[str, Any]) -> None:
-        second = copy.deepcopy(image(config))
-        second.update(name="alma9-k3s-file", targets=["qemu"])
-        config["homelab-images:images"].append(second)
-        config["homelab-images:build"]["strictVersioning"] = False
-
-    run = run_program(config=mutated_config(with_file_image))
-    exported = {key: run.outputs[key] for key in ("schemaVersion", "templates", "artifacts")}
+    run, exported = stack_with_a_file_image()
     entry = run.outputs["artifacts"]["alma9-k3s-file"]["qemu"]
 
     ref = through_stack_reference(exported, lambda stack: resolve_artifact(stack, "alma9-k3s-file"))
