@@ -20,6 +20,7 @@ from homelab_images.contract.artifact import (
     ARTIFACT_MANIFEST_FILE,
     SUPERSEDED_MARKER,
     ArtifactManifest,
+    ArtifactSpec,
 )
 from homelab_images.contract.records import RecordError
 from homelab_images.runner.console import Console
@@ -62,6 +63,31 @@ def read_manifest(directory: Path) -> ArtifactManifest | None:
         return ArtifactManifest.from_json((directory / ARTIFACT_MANIFEST_FILE).read_text(encoding="utf-8"))
     except (OSError, RecordError):
         return None
+
+
+def build_manifest(
+    spec: ArtifactSpec, size: int, virtual_size: int, sha256: str, built_at: str, commit: str | None
+) -> ArtifactManifest:
+    """The manifest of ``spec``'s build: what the file is, what it was built from, and by what."""
+    return ArtifactManifest(
+        schema=1,
+        built_by="homelab-images",
+        image=spec.image,
+        version=spec.version,
+        fingerprint=spec.fingerprint,
+        fingerprint_parts=spec.fingerprint_parts,
+        file=spec.file_name,
+        format="qcow2",
+        size=size,
+        virtual_size=virtual_size,
+        sha256=sha256,
+        hardware=spec.hardware,
+        iso_sha256=spec.iso_sha256,
+        k3sVersion=spec.k3s_version,
+        builder=spec.builder,
+        built_at=built_at,
+        source_commit=commit,
+    )
 
 
 def write_manifest(directory: Path, manifest: ArtifactManifest) -> None:

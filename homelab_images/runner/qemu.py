@@ -22,7 +22,6 @@ from pathlib import Path
 from homelab_images.contract.artifact import (
     ARTIFACT_MANIFEST_FILE,
     SUPERSEDED_MARKER,
-    ArtifactManifest,
     ArtifactResult,
     ArtifactSpec,
 )
@@ -38,6 +37,7 @@ from homelab_images.runner import provenance
 from homelab_images.runner.artifacts import (
     WORK_PREFIX,
     StoredArtifact,
+    build_manifest,
     checksum_line,
     prune_superseded,
     read_manifest,
@@ -211,25 +211,7 @@ def _finish(ctx: QemuContext, work: Path, qemu_img: str, built_at: str, commit: 
     ctx.console.stage(f"computing the sha256 of {spec.file_name}")
     sha256 = sha256_of(disk)
     (work / f"{spec.file_name}.sha256").write_text(checksum_line(sha256, spec.file_name), encoding="utf-8")
-    manifest = ArtifactManifest(
-        schema=1,
-        built_by="homelab-images",
-        image=spec.image,
-        version=spec.version,
-        fingerprint=spec.fingerprint,
-        fingerprint_parts=spec.fingerprint_parts,
-        file=spec.file_name,
-        format="qcow2",
-        size=disk.stat().st_size,
-        virtual_size=image.virtual_size,
-        sha256=sha256,
-        hardware=spec.hardware,
-        iso_sha256=spec.iso_sha256,
-        k3sVersion=spec.k3s_version,
-        builder=spec.builder,
-        built_at=built_at,
-        source_commit=commit,
-    )
+    manifest = build_manifest(spec, disk.stat().st_size, image.virtual_size, sha256, built_at, commit)
     write_manifest(work, manifest)
     final = ctx.image_dir / spec.directory_name
     work.chmod(0o755)

@@ -10,11 +10,10 @@ from pathlib import Path
 from homelab_images.contract.artifact import (
     ARTIFACT_MANIFEST_FILE,
     SUPERSEDED_MARKER,
-    ArtifactManifest,
     ArtifactResult,
     ArtifactSpec,
 )
-from homelab_images.runner.artifacts import checksum_line, read_manifest, write_manifest
+from homelab_images.runner.artifacts import build_manifest, checksum_line, read_manifest, write_manifest
 
 GIB = 1024**3
 
@@ -28,25 +27,7 @@ def write_build(
     (directory / spec.file_name).write_bytes(payload)
     sha256 = hashlib.sha256(payload).hexdigest()
     (directory / f"{spec.file_name}.sha256").write_text(checksum_line(sha256, spec.file_name))
-    manifest = ArtifactManifest(
-        schema=1,
-        built_by="homelab-images",
-        image=spec.image,
-        version=spec.version,
-        fingerprint=spec.fingerprint,
-        fingerprint_parts=spec.fingerprint_parts,
-        file=spec.file_name,
-        format="qcow2",
-        size=len(payload),
-        virtual_size=spec.hardware.disk_gib * GIB,
-        sha256=sha256,
-        hardware=spec.hardware,
-        iso_sha256=spec.iso_sha256,
-        k3sVersion=spec.k3s_version,
-        builder=spec.builder,
-        built_at=built_at,
-        source_commit=None,
-    )
+    manifest = build_manifest(spec, len(payload), spec.hardware.disk_gib * GIB, sha256, built_at, None)
     write_manifest(directory, manifest)
     if superseded:
         (directory / SUPERSEDED_MARKER).write_text("superseded by a newer build\n")
